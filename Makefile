@@ -1,0 +1,53 @@
+# Avisos: the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON ?= python3
+PYTHON ?= python3
+TOOLS := $(CURDIR)/.tools
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+CHROMIUM ?= /usr/bin/chromium
+PYTEST_ARGS ?=
+
+.PHONY: help install run test test-unit lint fmt bench chromium clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(TOOLS)/bin/uv:
+	@echo "uv not found: installing it into $(TOOLS)"
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv
+
+install: $(UV) ## Install every package of the workspace (frozen lock)
+	$(UV) sync --frozen --all-packages
+
+chromium: ## Install Debian's Chromium for the browser tests when missing
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  echo "installing chromium (Debian package)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@$(CHROMIUM) --version
+
+run: install ## Start the whole stack locally (migrate, seed, every service); Ctrl-C stops it
+	$(UV) run --frozen python scripts/run.py
+
+test: install chromium ## Install what the tests need and run every test
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+lint: install ## ruff and mypy --strict
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy libs/*/src services/*/src
+
+fmt: install ## Format and auto-fix
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+bench: install ## Run the benchmarks and print their tables
+	$(UV) run --frozen python bench/run.py
+
+clean: ## Remove caches and the local tool directory
+	rm -rf $(TOOLS) .venv .mypy_cache .ruff_cache .pytest_cache
