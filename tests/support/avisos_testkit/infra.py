@@ -7,6 +7,7 @@ see each other's leftovers and can run side by side.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -19,7 +20,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-PG_ADMIN_URL = os.environ.get("AVISOS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "AVISOS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 AMQP_BASE = os.environ.get("AVISOS_TEST_AMQP_BASE", "amqp://guest:guest@127.0.0.1:5672")
 REDIS_URL = os.environ.get("AVISOS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -108,7 +111,7 @@ async def make_backing(label: str = "t") -> Backing:
     rid = run_id()
     db = f"avisos_{label}_{rid}"
     url = await create_database(db)
-    migrate(url)
+    await asyncio.to_thread(migrate, url)
     vhost = f"avisos-{label}-{rid}"
     amqp_url = create_vhost(vhost)
     return Backing(rid, db, url, vhost, amqp_url, REDIS_URL, f"avisos-{label}-{rid}:")

@@ -229,8 +229,8 @@ class Worker:
             self.failed += 1
             await self.dead_letter(message, f"gave up after {attempt} attempts: {reason}")
             return
-        wanted = delay_secs if delay_secs is not None else backoff_secs(
-            attempt, self.backoff_base_secs
+        wanted = (
+            delay_secs if delay_secs is not None else backoff_secs(attempt, self.backoff_base_secs)
         )
         bucket = topology.delay_bucket(wanted)
         log.info("retrying", extra={"attempt": attempt, "delay_secs": bucket, "reason": reason})

@@ -129,7 +129,10 @@ class ReportStatusChanged(Message):
 
 
 RealtimeMessage = Annotated[
-    NotificationCreated | NotificationUpdated | ReadStateChanged | SessionRevoked
+    NotificationCreated
+    | NotificationUpdated
+    | ReadStateChanged
+    | SessionRevoked
     | ReportStatusChanged,
     Field(discriminator="kind"),
 ]
@@ -188,9 +191,7 @@ class PushDelivery(Delivery):
     tag: str | None = None
 
 
-DeliveryMessage = Annotated[
-    EmailDelivery | SmsDelivery | PushDelivery, Field(discriminator="kind")
-]
+DeliveryMessage = Annotated[EmailDelivery | SmsDelivery | PushDelivery, Field(discriminator="kind")]
 delivery_adapter: TypeAdapter[DeliveryMessage] = TypeAdapter(DeliveryMessage)
 
 

@@ -17,9 +17,22 @@ Environment = Literal["dev", "test", "prod"]
 
 #: Values that are never acceptable as a secret outside dev/test.
 PLACEHOLDER_SECRETS = frozenset(
-    {"", "changeme", "change-me", "changethis", "secret", "placeholder", "dev", "dev-secret",
-     "please-change", "xxx", "todo"}
+    {
+        "",
+        "changeme",
+        "change-me",
+        "changethis",
+        "secret",
+        "placeholder",
+        "dev",
+        "dev-secret",
+        "please-change",
+        "xxx",
+        "todo",
+    }
 )
+#: Substrings that mark a value as a placeholder (e.g. the built-in dev defaults).
+PLACEHOLDER_MARKERS = ("dev-only", "change-me", "changeme", "replace-me", "placeholder")
 MIN_SECRET_LENGTH = 32
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/avisos"
@@ -57,7 +70,8 @@ class ServiceSettings(BaseSettings):
             value = getattr(self, name, None)
             raw = value.get_secret_value() if isinstance(value, SecretStr) else (value or "")
             env_name = f"AVISOS_{name.upper()}"
-            if raw.strip().lower() in PLACEHOLDER_SECRETS:
+            lowered = raw.strip().lower()
+            if lowered in PLACEHOLDER_SECRETS or any(m in lowered for m in PLACEHOLDER_MARKERS):
                 raise SettingsError(f"{env_name} is missing or a placeholder; set a real secret")
             if len(raw) < MIN_SECRET_LENGTH:
                 raise SettingsError(

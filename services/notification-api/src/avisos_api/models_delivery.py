@@ -57,6 +57,8 @@ class DeliveryAttempt(Base):
     started_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     finished_at: Mapped[dt.datetime | None]
     latency_ms: Mapped[int | None] = mapped_column(Integer)
+    #: What a fanned-out delivery addressed (push: the subscription id).
+    target: Mapped[str | None] = mapped_column(String(200))
 
 
 class DeadLetter(Base):

@@ -1,4 +1,4 @@
-"""events rules templates preferences: the tables of issue 4 (events, rules, templates, preferences, alerts).
+"""events, rules, templates, preferences: the tables of issue 4 (events, rules, alerts).
 
 Revision ID: 0002
 Revises: 0001

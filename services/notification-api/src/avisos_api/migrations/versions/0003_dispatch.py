@@ -36,11 +36,15 @@ def upgrade() -> None:
         sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
             nullable=False,
         ),
         sa.Column(
-            "updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
             nullable=False,
         ),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
@@ -69,21 +73,22 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("attempt", sa.Integer(), server_default="1", nullable=False),
         sa.Column(
-            "started_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
+            "started_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
             nullable=False,
         ),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("latency_ms", sa.Integer(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["delivery_id"], ["deliveries.delivery_id"], ondelete="CASCADE"
-        ),
+        # What a fanned-out delivery addressed (push: the subscription id), so a retry
+        # skips the targets an earlier attempt already reached.
+        sa.Column("target", sa.String(length=200), nullable=True),
+        sa.ForeignKeyConstraint(["delivery_id"], ["deliveries.delivery_id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_delivery_attempts_delivery", "delivery_attempts", ["delivery_id"])
     op.create_index("ix_delivery_attempts_user", "delivery_attempts", ["user_id", "id"])
-    op.create_index(
-        "ix_delivery_attempts_notification", "delivery_attempts", ["notification_id"]
-    )
+    op.create_index("ix_delivery_attempts_notification", "delivery_attempts", ["notification_id"])
     op.create_index("ix_delivery_attempts_started", "delivery_attempts", ["started_at"])
 
     op.create_table(
@@ -100,7 +105,9 @@ def upgrade() -> None:
         sa.Column("body", sa.LargeBinary(), nullable=False),
         sa.Column("content_type", sa.String(length=100), nullable=True),
         sa.Column(
-            "received_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
+            "received_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
             nullable=False,
         ),
         sa.Column("replayed_at", sa.DateTime(timezone=True), nullable=True),

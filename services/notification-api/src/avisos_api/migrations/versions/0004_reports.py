@@ -27,7 +27,9 @@ def upgrade() -> None:
         sa.Column("owner_id", sa.UUID(), nullable=False),
         sa.Column("kind", sa.String(length=40), nullable=False),
         sa.Column(
-            "params", postgresql.JSONB(astext_type=sa.Text()), nullable=False,
+            "params",
+            postgresql.JSONB(astext_type=sa.Text()),
+            nullable=False,
             server_default=sa.text("'{}'::jsonb"),
         ),
         # daily | weekly
@@ -43,7 +45,9 @@ def upgrade() -> None:
         sa.Column("last_run_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_job_id", sa.UUID(), nullable=True),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
             nullable=False,
         ),
         sa.CheckConstraint(
@@ -59,7 +63,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_report_schedules_owner", "report_schedules", ["owner_id"])
     op.create_index(
-        "ix_report_schedules_due", "report_schedules", ["next_run_at"],
+        "ix_report_schedules_due",
+        "report_schedules",
+        ["next_run_at"],
         postgresql_where=sa.text("enabled"),
     )
 
@@ -69,7 +75,9 @@ def upgrade() -> None:
         sa.Column("requested_by", sa.UUID(), nullable=False),
         sa.Column("kind", sa.String(length=40), nullable=False),
         sa.Column(
-            "params", postgresql.JSONB(astext_type=sa.Text()), nullable=False,
+            "params",
+            postgresql.JSONB(astext_type=sa.Text()),
+            nullable=False,
             server_default=sa.text("'{}'::jsonb"),
         ),
         sa.Column("email_copy", sa.Boolean(), nullable=False, server_default=sa.false()),
@@ -83,12 +91,16 @@ def upgrade() -> None:
         sa.Column("lease_owner", sa.String(length=100), nullable=True),
         sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
             nullable=False,
         ),
         # last time a ReportJobRequested was published for it (the reaper re-publishes)
         sa.Column(
-            "enqueued_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
+            "enqueued_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
             nullable=False,
         ),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
@@ -104,18 +116,20 @@ def upgrade() -> None:
             name="ck_report_jobs_status",
         ),
         sa.ForeignKeyConstraint(["requested_by"], ["users.id"], ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(
-            ["schedule_id"], ["report_schedules.id"], ondelete="SET NULL"
-        ),
+        sa.ForeignKeyConstraint(["schedule_id"], ["report_schedules.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_report_jobs_requester", "report_jobs", ["requested_by", "created_at"])
     op.create_index(
-        "ix_report_jobs_active", "report_jobs", ["status", "heartbeat_at"],
+        "ix_report_jobs_active",
+        "report_jobs",
+        ["status", "heartbeat_at"],
         postgresql_where=sa.text("status IN ('queued', 'running')"),
     )
     op.create_index(
-        "ix_report_jobs_expiry", "report_jobs", ["expires_at"],
+        "ix_report_jobs_expiry",
+        "report_jobs",
+        ["expires_at"],
         postgresql_where=sa.text("status = 'done'"),
     )
 
