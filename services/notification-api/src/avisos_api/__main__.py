@@ -8,9 +8,9 @@ import contextlib
 import signal
 
 import uvicorn
-from avisos_common.logging import configure_logging
 
 from avisos_api.core.config import get_settings
+from avisos_common.logging import configure_logging
 
 
 async def _relay() -> None:

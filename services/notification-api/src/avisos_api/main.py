@@ -7,8 +7,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from avisos_common.amqp import connect
-from avisos_common.logging import configure_logging
 from fastapi import FastAPI
 
 from avisos_api.api import errors
@@ -19,6 +17,8 @@ from avisos_api.core.cache import Cache
 from avisos_api.core.config import Settings, get_settings
 from avisos_api.core.db import make_engine, make_sessionmaker
 from avisos_api.relay import OutboxRelay
+from avisos_common.amqp import connect
+from avisos_common.logging import configure_logging
 
 log = logging.getLogger(__name__)
 

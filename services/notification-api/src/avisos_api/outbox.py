@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from avisos_common import logging as avisos_logging
-from avisos_common.messages import DeliveryMessage, Message, lane_for
-from avisos_common.topology import EXCHANGE_DISPATCH, EXCHANGE_REALTIME, dispatch_routing_key
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from avisos_api.models import OutboxMessage
+from avisos_common import logging as avisos_logging
+from avisos_common.messages import DeliveryMessage, Message, lane_for
+from avisos_common.topology import EXCHANGE_DISPATCH, EXCHANGE_REALTIME, dispatch_routing_key
 
 #: Channel a NOTIFY is sent on after outbox inserts, so relays wake at once.
 NOTIFY_CHANNEL = "avisos_outbox"

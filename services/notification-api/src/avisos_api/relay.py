@@ -19,10 +19,10 @@ import logging
 from typing import Any
 
 import asyncpg
-from avisos_common.amqp import Publisher, PublishError, connect
-from avisos_common.metrics import Counter
 
 from avisos_api.outbox import NOTIFY_CHANNEL
+from avisos_common.amqp import Publisher, PublishError, connect
+from avisos_common.metrics import Counter
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,9 @@ import zoneinfo
 from typing import Annotated, Any, Literal
 
 import phonenumbers
-from avisos_common.messages import NotificationPayload, Priority, UnreadCount
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
+
+from avisos_common.messages import NotificationPayload, Priority, UnreadCount
 
 Role = Literal["admin", "manager", "staff"]
 Locale = Literal["es", "en"]

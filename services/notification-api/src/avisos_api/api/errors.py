@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from avisos_common import logging as avisos_logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from avisos_api.exceptions import AvisosError, RateLimited
+from avisos_common import logging as avisos_logging
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import time
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from avisos_common import logging as avisos_logging
 from avisos_common.metrics import Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_SECONDS = Histogram(
     "avisos_api_request_seconds",

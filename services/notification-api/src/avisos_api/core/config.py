@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from avisos_common.settings import ServiceSettings
 from pydantic import SecretStr
+
+from avisos_common.settings import ServiceSettings
 
 _DEV_TICKET_SECRET = "dev-only-ticket-secret-not-for-production-use-0000"  # noqa: S105 - refused outside dev/test
 _DEV_INTERNAL_TOKEN = "dev-only-internal-token-not-for-production-use-000"  # noqa: S105 - refused outside dev/test

@@ -13,14 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from avisos_common.messages import (
-    NotificationCreated,
-    NotificationPayload,
-    NotificationUpdated,
-    Priority,
-    ReadStateChanged,
-    UnreadCount,
-)
 from sqlalchemy import Select, and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +21,14 @@ from avisos_api.core.cache import Cache
 from avisos_api.exceptions import InvalidInput, NotFound
 from avisos_api.models import Location, Notification, User, UserLocation
 from avisos_api.services import unread
+from avisos_common.messages import (
+    NotificationCreated,
+    NotificationPayload,
+    NotificationUpdated,
+    Priority,
+    ReadStateChanged,
+    UnreadCount,
+)
 
 MAX_PAGE_SIZE = 200
 

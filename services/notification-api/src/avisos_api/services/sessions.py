@@ -13,7 +13,6 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from avisos_common.messages import SessionRevoked
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +21,7 @@ from avisos_api.core import security
 from avisos_api.core.cache import Cache
 from avisos_api.exceptions import RateLimited, Unauthenticated
 from avisos_api.models import Session, User
+from avisos_common.messages import SessionRevoked
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from avisos_common.messages import PRIORITIES, UnreadCount
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from avisos_api.core.cache import Cache
+from avisos_common.messages import PRIORITIES, UnreadCount
 
 _COUNT_SQL = text(
     """

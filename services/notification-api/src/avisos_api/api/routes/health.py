@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from avisos_common.metrics import render
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from avisos_api.api.deps import StateDep
 from avisos_api.schemas import Health
+from avisos_common.metrics import render
 
 router = APIRouter(tags=["health"])
 

@@ -7,7 +7,6 @@ import datetime as dt
 import uuid
 from typing import Annotated
 
-from avisos_common.messages import Priority, UnreadCount
 from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +30,7 @@ from avisos_api.schemas import (
 )
 from avisos_api.services import idempotency, unread
 from avisos_api.services import notifications as svc
+from avisos_common.messages import Priority, UnreadCount
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 
