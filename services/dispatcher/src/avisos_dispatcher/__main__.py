@@ -1,0 +1,19 @@
+"""``avisos-dispatcher``: run the email, SMS and push consumers until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+
+from avisos_common.logging import configure_logging
+from avisos_dispatcher.app import run
+from avisos_dispatcher.settings import DispatcherSettings
+
+
+def main() -> None:
+    settings = DispatcherSettings()
+    configure_logging("dispatcher", settings.log_level)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()
