@@ -8,6 +8,7 @@ see each other's leftovers and can run side by side.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -78,10 +79,8 @@ def create_vhost(name: str) -> str:
 
 
 def delete_vhost(name: str) -> None:
-    try:
+    with contextlib.suppress(subprocess.CalledProcessError):
         _rabbitmqctl("delete_vhost", name)
-    except subprocess.CalledProcessError:
-        pass
 
 
 @dataclass

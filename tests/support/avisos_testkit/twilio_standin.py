@@ -1,0 +1,234 @@
+"""A local stand-in of Twilio's Messages API, good enough for the real ``twilio`` client.
+
+``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` checks the account in the path
+against HTTP basic auth (account sid + auth token), requires ``To``, ``Body`` and ``From`` or
+``MessagingServiceSid``, and answers 201 with a Twilio-shaped message resource (``SM...``
+sid). Errors use Twilio's JSON shape (``code``, ``message``, ``more_info``, ``status``).
+
+Test controls: ``script`` is a list of planned answers consumed one per request (``500``,
+``(400, 21211)``, ``(429, None, 2)`` for a Retry-After of 2 s, ``201``); numbers in
+``invalid_numbers`` always get 400/21211. ``send_status_callback`` posts a status report to
+the message's StatusCallback, signed like Twilio's (``X-Twilio-Signature``, using the real
+``RequestValidator`` algorithm), or with a wrong signature when ``forge=True``.
+
+Runs in a background thread with its own event loop (usable from sync and async tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import secrets
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+
+from avisos_testkit.infra import free_port
+
+ScriptItem = int | tuple[int, int | None] | tuple[int, int | None, float]
+
+
+@dataclass
+class SentSms:
+    sid: str
+    to: str
+    from_: str | None
+    body: str
+    status_callback: str | None
+    form: dict[str, str] = field(default_factory=dict)
+
+
+def _error(status: int, code: int | None, message: str) -> web.Response:
+    return web.json_response(
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+        status=status,
+    )
+
+
+class TwilioStandIn:
+    def __init__(self, account_sid: str | None = None, auth_token: str | None = None) -> None:
+        self.account_sid = account_sid or "AC" + secrets.token_hex(16)
+        self.auth_token = auth_token or secrets.token_hex(16)
+        self.port = free_port()
+        self.messages: list[SentSms] = []
+        self.requests = 0
+        self.script: list[ScriptItem] = []
+        self.invalid_numbers: set[str] = set()
+        self._cond = threading.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _authorized(self, request: web.Request, sid: str) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            return False
+        return (
+            secrets.compare_digest(user, self.account_sid)
+            and secrets.compare_digest(password, self.auth_token)
+            and sid == self.account_sid
+        )
+
+    async def _messages(self, request: web.Request) -> web.Response:
+        sid = request.match_info["sid"]
+        with self._cond:
+            self.requests += 1
+            planned = self.script.pop(0) if self.script else None
+        if not self._authorized(request, sid):
+            return _error(401, 20003, "Authenticate")
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        to, body = form.get("To"), form.get("Body")
+        if not to or body is None:
+            return _error(400, 21604, "A 'To' phone number and 'Body' are required.")
+        if not form.get("From") and not form.get("MessagingServiceSid"):
+            return _error(400, 21603, "A 'From' phone number is required.")
+        if planned is not None:
+            item = planned if isinstance(planned, tuple) else (planned, None)
+            status = item[0]
+            if status >= 300:
+                resp = _error(status, item[1], f"planned failure {status}")
+                if len(item) > 2:
+                    resp.headers["Retry-After"] = str(item[2])  # type: ignore[misc]
+                return resp
+        if to in self.invalid_numbers:
+            return _error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        msid = "SM" + secrets.token_hex(16)
+        now = dt.datetime.now(dt.UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
+        sms = SentSms(msid, to, form.get("From"), body, form.get("StatusCallback"), form)
+        with self._cond:
+            self.messages.append(sms)
+            self._cond.notify_all()
+        return web.json_response(
+            {
+                "account_sid": self.account_sid,
+                "api_version": "2010-04-01",
+                "body": body,
+                "date_created": now,
+                "date_sent": None,
+                "date_updated": now,
+                "direction": "outbound-api",
+                "error_code": None,
+                "error_message": None,
+                "from": form.get("From"),
+                "messaging_service_sid": form.get("MessagingServiceSid"),
+                "num_media": "0",
+                "num_segments": "1",
+                "price": None,
+                "price_unit": "USD",
+                "sid": msid,
+                "status": "queued",
+                "subresource_uris": {},
+                "to": to,
+                "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{msid}.json",
+            },
+            status=201,
+        )
+
+    def wait_count(self, count: int, timeout_secs: float = 20.0) -> list[SentSms]:
+        deadline = time.monotonic() + timeout_secs
+        with self._cond:
+            while len(self.messages) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{len(self.messages)}/{count} SMS after {timeout_secs}s")
+                self._cond.wait(left)
+            return list(self.messages)
+
+    def status_callback_request(
+        self,
+        sms: SentSms,
+        status: str,
+        url: str | None = None,
+        *,
+        forge: bool = False,
+        error_code: str | None = None,
+    ) -> tuple[str, dict[str, str], dict[str, str]]:
+        """(url, form params, headers) of a status report like Twilio sends it."""
+        target = url or sms.status_callback
+        assert target, "the message had no StatusCallback"
+        params = {
+            "AccountSid": self.account_sid,
+            "ApiVersion": "2010-04-01",
+            "From": sms.from_ or "",
+            "MessageSid": sms.sid,
+            "MessageStatus": status,
+            "SmsSid": sms.sid,
+            "SmsStatus": status,
+            "To": sms.to,
+        }
+        if error_code:
+            params["ErrorCode"] = error_code
+        token = "forged-" + secrets.token_hex(8) if forge else self.auth_token
+        signature = RequestValidator(token).compute_signature(target, params)
+        return target, params, {"X-Twilio-Signature": signature}
+
+    def send_status_callback(
+        self, sms: SentSms, status: str, url: str | None = None, *, forge: bool = False
+    ) -> int:
+        """POST a status report to the callback URL; return the HTTP status it got."""
+        target, params, headers = self.status_callback_request(sms, status, url, forge=forge)
+        req = urllib.request.Request(
+            target, data=urllib.parse.urlencode(params).encode(), headers=headers, method="POST"
+        )
+        req.add_header("Content-Type", "application/x-www-form-urlencoded")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> TwilioStandIn:
+        app = web.Application()
+        app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._messages)
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            runner = web.AppRunner(app, access_log=None)
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+            self._runner = runner
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="twilio-standin", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop = None
+
+    def __enter__(self) -> TwilioStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
