@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avisos_common.settings import ServiceSettings
 from pydantic import SecretStr
+
+from avisos_common.settings import ServiceSettings
 
 
 class ReportsSettings(ServiceSettings):

@@ -1,0 +1,167 @@
+"""The reports service: consumes ``avisos.reports.jobs`` and runs the maintenance loops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from pydantic import ValidationError
+
+from avisos_common.amqp import Publisher, Reject, RetryLater, Worker, connect
+from avisos_common.messages import ReportJobRequested
+from avisos_common.topology import QUEUE_REPORTS
+from avisos_reports.db import Database
+from avisos_reports.jobs import Clock, JobRunner, utcnow
+from avisos_reports.maintenance import Cleanup, Reaper, Scheduler, every
+from avisos_reports.notify import Notifier
+from avisos_reports.settings import ReportsSettings
+
+log = logging.getLogger(__name__)
+
+#: How long a delivery waits for a free build slot before going back through a delay queue.
+SLOT_WAIT_SECS = 30.0
+SLOT_RETRY_DELAY_SECS = 15.0
+
+
+class ReportWorker(Worker):
+    """Claims a job, acks at once, and builds it in the background (bounded concurrency)."""
+
+    queue = QUEUE_REPORTS
+    # Waiting for a slot is retried through the delay queues; it is not a failure.
+    max_attempts = 1000
+
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        settings: ReportsSettings,
+        runner_factory: RunnerFactory,
+    ) -> None:
+        super().__init__(connection)
+        self.prefetch = max(1, settings.reports_concurrency)
+        self.slots = asyncio.Semaphore(max(1, settings.reports_concurrency))
+        self._runner_factory = runner_factory
+        self.runner: JobRunner | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await super().start()
+        assert self.publisher is not None
+        self.runner = self._runner_factory(self.publisher)
+
+    async def handle(self, body: bytes, message: AbstractIncomingMessage, attempt: int) -> None:
+        try:
+            request = ReportJobRequested.model_validate_json(body)
+        except ValidationError as exc:
+            raise Reject(f"invalid ReportJobRequested: {exc}") from exc
+        try:
+            await asyncio.wait_for(self.slots.acquire(), SLOT_WAIT_SECS)
+        except TimeoutError:
+            raise RetryLater("all build slots busy", SLOT_RETRY_DELAY_SECS) from None
+        assert self.runner is not None
+        try:
+            job = await self.runner.claim(request.job_id)
+        except BaseException:
+            self.slots.release()
+            raise
+        if job is None:
+            self.slots.release()
+            log.info("job not queued; skipped", extra={"job_id": str(request.job_id)})
+            return
+        task = asyncio.create_task(self.runner.run(job), name=f"report-{job.id}")
+        self.tasks.add(task)
+
+        def _done(t: asyncio.Task[None]) -> None:
+            self.tasks.discard(t)
+            self.slots.release()
+
+        task.add_done_callback(_done)
+        # Returning acks the message: the job's state now lives in report_jobs.
+
+
+class RunnerFactory:
+    def __init__(
+        self,
+        settings: ReportsSettings,
+        db: Database,
+        notifier: Notifier,
+        instance_id: str,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.notifier = notifier
+        self.instance_id = instance_id
+        self.clock = clock
+
+    def __call__(self, publisher: Publisher) -> JobRunner:
+        return JobRunner(
+            self.settings, self.db, publisher, self.notifier, self.instance_id, self.clock
+        )
+
+
+class ReportsService:
+    """Everything one reports instance runs. ``start()`` then ``stop()``."""
+
+    def __init__(
+        self, settings: ReportsSettings, clock: Clock = utcnow, instance_id: str | None = None
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.instance_id = (
+            instance_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        )
+        self.db = Database(settings.psycopg_dsn)
+        self.notifier = Notifier(
+            settings.api_internal_url, settings.internal_token.get_secret_value()
+        )
+        self.connection: AbstractRobustConnection | None = None
+        self.worker: ReportWorker | None = None
+        self.reaper: Reaper | None = None
+        self.cleanup: Cleanup | None = None
+        self.scheduler: Scheduler | None = None
+        self._loops: list[asyncio.Task[None]] = []
+
+    async def start(self, *, loops: bool = True) -> None:
+        self.settings.reports_dir.mkdir(parents=True, exist_ok=True)
+        self.connection = await connect(self.settings.amqp_url)
+        factory = RunnerFactory(self.settings, self.db, self.notifier, self.instance_id, self.clock)
+        self.worker = ReportWorker(self.connection, self.settings, factory)
+        await self.worker.start()
+        assert self.worker.publisher is not None
+        publisher = self.worker.publisher
+        self.reaper = Reaper(self.settings, self.db, publisher)
+        self.cleanup = Cleanup(self.settings, self.db)
+        self.scheduler = Scheduler(self.db, publisher, self.clock)
+        if loops:
+            s = self.settings
+            self._loops = [
+                asyncio.create_task(
+                    every(s.reports_reaper_interval_secs, self.reaper.run_once, "reaper")
+                ),
+                asyncio.create_task(
+                    every(s.reports_cleanup_interval_secs, self.cleanup.run_once, "cleanup")
+                ),
+                asyncio.create_task(
+                    every(s.reports_scheduler_interval_secs, self.scheduler.run_once, "scheduler")
+                ),
+            ]
+        log.info("reports service started", extra={"instance": self.instance_id})
+
+    async def stop(self, timeout_secs: float = 30.0) -> None:
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self.worker is not None:
+            await self.worker.stop(timeout_secs)
+            if self.worker.tasks:
+                # Builds still running are abandoned; their lease goes stale and the
+                # reaper requeues them.
+                await asyncio.wait(self.worker.tasks, timeout=timeout_secs)
+        if self.connection is not None:
+            await self.connection.close()
+        await self.notifier.aclose()
+        await self.db.close()
