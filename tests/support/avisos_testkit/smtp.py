@@ -8,6 +8,7 @@ are refused, like a relay that is down) and ``up()`` opens it again on the same 
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import threading
@@ -38,7 +39,7 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd hook name)
+    async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
     ) -> str:
         if address.lower() in self.sink.refuse_recipients:
@@ -46,7 +47,7 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.sink._record(
             Received(str(envelope.mail_from), list(envelope.rcpt_tos), bytes(envelope.content))
         )
@@ -88,6 +89,10 @@ class SmtpSink:
             self._controller = None
 
     stop = down
+
+    async def await_count(self, count: int, timeout_secs: float = 20.0) -> list[Received]:
+        """:meth:`wait_count` without blocking the caller's event loop."""
+        return await asyncio.to_thread(self.wait_count, count, timeout_secs)
 
     def wait_count(self, count: int, timeout_secs: float = 20.0) -> list[Received]:
         """Block until at least ``count`` messages arrived; TimeoutError otherwise."""

@@ -22,6 +22,7 @@ import datetime as dt
 import secrets
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -143,6 +144,10 @@ class TwilioStandIn:
             },
             status=201,
         )
+
+    async def await_count(self, count: int, timeout_secs: float = 20.0) -> list[SentSms]:
+        """:meth:`wait_count` without blocking the caller's event loop."""
+        return await asyncio.to_thread(self.wait_count, count, timeout_secs)
 
     def wait_count(self, count: int, timeout_secs: float = 20.0) -> list[SentSms]:
         deadline = time.monotonic() + timeout_secs

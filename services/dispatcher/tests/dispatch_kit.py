@@ -1,0 +1,77 @@
+"""Helpers of the dispatcher tests (imported by conftest and the test modules)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aio_pika
+import asyncpg  # type: ignore[import-untyped]
+
+from avisos_common import topology
+from avisos_common.amqp import Publisher
+from avisos_common.messages import Delivery, lane_for
+from avisos_dispatcher.settings import DispatcherSettings
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], timeout_secs: float = 20.0, what: str = "condition"
+) -> T:
+    """Poll ``probe`` until it returns a truthy value (a condition we cannot subscribe to)."""
+    deadline = asyncio.get_running_loop().time() + timeout_secs
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{what} not reached after {timeout_secs}s (last: {value!r})")
+        await asyncio.sleep(0.05)
+
+
+def make_settings(base: dict[str, Any], **overrides: Any) -> DispatcherSettings:
+    return DispatcherSettings(_env_file=None, **{**base, **overrides})  # type: ignore[call-arg]
+
+
+async def publish(pub: Publisher, msg: Delivery, channel: str) -> None:
+    key = topology.dispatch_routing_key(channel, lane_for(msg.priority))  # type: ignore[arg-type]
+    await pub.publish(topology.EXCHANGE_DISPATCH, key, msg)
+
+
+class DeadLetters:
+    """A private queue bound to the dead-letter fanout: sees every dead letter of the run."""
+
+    def __init__(self) -> None:
+        self.messages: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    def reasons_for(self, message_id: str) -> list[str]:
+        return [
+            str((m.headers or {}).get(topology.HEADER_REASON, ""))
+            for m in self.messages
+            if m.message_id == message_id
+        ]
+
+
+async def delivery_row(db: asyncpg.Pool, delivery_id: uuid.UUID) -> asyncpg.Record | None:
+    return await db.fetchrow("SELECT * FROM deliveries WHERE delivery_id = $1", delivery_id)
+
+
+async def attempts(db: asyncpg.Pool, delivery_id: uuid.UUID) -> list[asyncpg.Record]:
+    return list(
+        await db.fetch(
+            "SELECT * FROM delivery_attempts WHERE delivery_id = $1 ORDER BY id", delivery_id
+        )
+    )
+
+
+async def final_status(
+    db: asyncpg.Pool, delivery_id: uuid.UUID, timeout_secs: float = 20.0
+) -> asyncpg.Record:
+    async def probe() -> asyncpg.Record | None:
+        row = await delivery_row(db, delivery_id)
+        return row if row is not None and row["status"] in ("sent", "failed") else None
+
+    return await eventually(probe, timeout_secs, f"final status of {delivery_id}")
