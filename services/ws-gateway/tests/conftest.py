@@ -10,9 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gwkit import GatewayProcess, World  # noqa: E402
+from gwkit import GatewayProcess, World
 
-from avisos_testkit.infra import Backing  # noqa: E402
+from avisos_testkit.infra import Backing, free_port
 
 
 @pytest.fixture(scope="session")
@@ -25,14 +25,20 @@ async def world(backing: Backing) -> AsyncIterator[World]:
 
 
 @pytest.fixture(scope="session")
-async def gateway(backing: Backing) -> AsyncIterator[GatewayProcess]:
+def api_stub_port() -> int:
+    """Where the stand-in of the API's internal endpoints listens (see test_read_state)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+async def gateway(backing: Backing, api_stub_port: int) -> AsyncIterator[GatewayProcess]:
     """A gateway shared by the tests that do not need their own."""
     gw = await GatewayProcess(
         backing,
         AVISOS_PING_INTERVAL_SECS="0.5",
         AVISOS_RATE_LIMIT_PER_SEC="5",
         AVISOS_RATE_LIMIT_BURST="10",
-        AVISOS_API_INTERNAL_URL="http://127.0.0.1:9",
+        AVISOS_API_INTERNAL_URL=f"http://127.0.0.1:{api_stub_port}",
     ).start()
     try:
         yield gw

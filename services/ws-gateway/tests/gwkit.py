@@ -5,6 +5,7 @@ the API does it (until the API exists, this is how the gateway is driven)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -23,8 +24,10 @@ import httpx
 import jwt
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
-from avisos_common.amqp import Publisher, connect as amqp_connect
+from avisos_common.amqp import Publisher
+from avisos_common.amqp import connect as amqp_connect
 from avisos_common.messages import (
     PRIORITIES,
     NotificationCreated,
@@ -74,7 +77,7 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> GatewayProcess:
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 (returns at once)
             [sys.executable, "-m", "avisos_gateway"], env=self.env, stdin=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 20
@@ -246,7 +249,12 @@ class Client:
 
     @classmethod
     async def connect(
-        cls, url: str, ticket: str, *, cursor: int | None = None, origin: str = ORIGIN,
+        cls,
+        url: str,
+        ticket: str,
+        *,
+        cursor: int | None = None,
+        origin: str = ORIGIN,
         **kw: Any,
     ) -> Client:
         q = f"{url}?ticket={ticket}" + (f"&cursor={cursor}" if cursor is not None else "")
@@ -256,11 +264,9 @@ class Client:
         return client
 
     async def _read(self) -> None:
-        try:
+        with contextlib.suppress(ConnectionClosed):
             async for raw in self.ws:
                 self.frames.append(json.loads(raw))
-        except Exception:
-            pass
         self.close_code = self.ws.close_code
 
     def of(self, kind: str) -> list[dict[str, Any]]:

@@ -39,9 +39,7 @@ async def test_users_never_see_each_others_notifications(
     clients: dict[uuid.UUID, list[Client]] = {}
     for u in users:
         # Two tabs for every user.
-        clients[u] = [
-            await Client.connect(gateway.url, await world.ticket(u)) for _ in range(2)
-        ]
+        clients[u] = [await Client.connect(gateway.url, await world.ticket(u)) for _ in range(2)]
     for tabs in clients.values():
         for c in tabs:
             await c.wait_for(lambda c=c: c.of("unread_count"))

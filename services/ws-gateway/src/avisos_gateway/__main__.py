@@ -12,7 +12,6 @@ import resource
 import signal
 
 from avisos_common.logging import configure_logging
-
 from avisos_gateway.server import Gateway
 from avisos_gateway.settings import GatewaySettings
 

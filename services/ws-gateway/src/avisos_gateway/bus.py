@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
 from avisos_common import topology
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,12 @@ from typing import Any, cast
 
 import httpx
 import redis.asyncio as aioredis
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
 from avisos_common import logging as avisos_logging
 from avisos_common.messages import (
     NotificationCreated,
@@ -29,12 +35,6 @@ from avisos_common.messages import (
     SessionRevoked,
     realtime_adapter,
 )
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
-
 from avisos_gateway import protocol
 from avisos_gateway.bus import RealtimeConsumer
 from avisos_gateway.connection import GatewayConnection, spawn
@@ -231,8 +231,8 @@ class Gateway:
 
     async def _handler(self, ws: ServerConnection) -> None:
         conn = cast(GatewayConnection, ws)
-        # The handshake is done: its request/response objects are no longer needed.
-        conn.request = None
+        # The handshake response is no longer needed (``request`` must stay: websockets
+        # tells the handshake phase from the rest by it).
         conn.response = None
         with avisos_logging.bind(connection_id=str(conn.id), user_id=str(conn.user_id)):
             # Registered with ``pending`` set: live frames from now on wait for the catch-up.

@@ -6,8 +6,9 @@ import os
 import secrets
 import socket
 
-from avisos_common.settings import ServiceSettings
 from pydantic import Field, SecretStr
+
+from avisos_common.settings import ServiceSettings
 
 
 def _default_instance_id() -> str:

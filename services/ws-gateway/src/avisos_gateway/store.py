@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+
 from avisos_common.messages import PRIORITIES, NotificationPayload, UnreadCount
 
 _REPLAY_SQL = """
