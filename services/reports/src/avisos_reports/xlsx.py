@@ -229,7 +229,7 @@ def _compile_row_function(
     """Generate ``row_xml(values) -> '<row>…</row>'`` for these columns.
 
     Numbers are formatted inline (no call per cell); text goes through its encoder.
-    Cells carry no ``r`` reference: every position is written (``<c/>`` for None), so
+    Cells carry no ``r`` reference: every position is written (an empty styled cell for None), so
     cells follow each other and Excel, LibreOffice and openpyxl place them in order."""
     env: dict[str, Any] = {
         "_EPOCH": _EXCEL_EPOCH,
@@ -261,7 +261,8 @@ def _compile_row_function(
         else:  # bool
             cell = f'<c s="{s}" t="b"><v>'
             expr = f"('{cell}1</v></c>' if {v} else '{cell}0</v></c>')"
-        parts.append(f"('<c/>' if {v} is None else {expr})")
+        # An empty cell keeps the column's style (a value typed in later is formatted).
+        parts.append(f"('<c s=\"{s}\"/>' if {v} is None else {expr})")
     unpack = ", ".join(names) + ("," if len(names) == 1 else "")
     src = (
         "def row_xml(values):\n"
