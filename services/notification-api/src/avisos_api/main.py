@@ -12,11 +12,22 @@ from fastapi import FastAPI
 from avisos_api.api import errors
 from avisos_api.api.deps import AppState
 from avisos_api.api.middleware import RequestContext
-from avisos_api.api.routes import api_keys, auth, health, internal, notifications, users
+from avisos_api.api.routes import (
+    api_keys,
+    auth,
+    dead_letters,
+    deliveries,
+    health,
+    internal,
+    notifications,
+    users,
+    webhooks,
+)
 from avisos_api.core.cache import Cache
 from avisos_api.core.config import Settings, get_settings
 from avisos_api.core.db import make_engine, make_sessionmaker
 from avisos_api.relay import OutboxRelay
+from avisos_api.workers.dead_letters import run_recorder
 from avisos_common.amqp import connect
 from avisos_common.logging import configure_logging
 
@@ -58,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             state.extras["relay"] = relay
             tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+        tasks.append(asyncio.create_task(run_recorder(state), name="dead-letter-recorder"))
         for start in state.extras.get("on_startup", []):
             tasks.append(asyncio.create_task(start(state), name=getattr(start, "__name__", "bg")))
         try:
@@ -85,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(RequestContext)
     for module in (health, auth, users, api_keys, notifications, internal):
+        app.include_router(module.router)
+    for module in (deliveries, dead_letters, webhooks):
         app.include_router(module.router)
     return app
 

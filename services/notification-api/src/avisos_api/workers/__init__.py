@@ -1,0 +1,1 @@
+"""Background consumers that run inside the API process."""
