@@ -194,7 +194,8 @@ class Worker:
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         headers = dict(message.headers or {})
-        attempt = int(headers.get(topology.HEADER_ATTEMPT, 1) or 1)
+        raw_attempt = headers.get(topology.HEADER_ATTEMPT, 1)
+        attempt = raw_attempt if isinstance(raw_attempt, int) and raw_attempt > 0 else 1
         rid = headers.get(avisos_logging.AMQP_REQUEST_ID_HEADER)
         with avisos_logging.bind(
             request_id=str(rid) if rid else None,

@@ -104,7 +104,7 @@ class UserCreate(Strict):
     email: EmailStr
     display_name: str = Field(min_length=1, max_length=200)
     password: Password
-    roles: list[Role] = Field(default_factory=lambda: ["staff"], min_length=1)
+    roles: list[Role] = Field(default_factory=lambda: list[Role](["staff"]), min_length=1)
     location_codes: list[str] = Field(default_factory=list)
     locale: Locale = "es"
     timezone: TimeZone = "Europe/Madrid"

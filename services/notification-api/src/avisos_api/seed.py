@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from avisos_api.services import notifications as svc
 from avisos_api.services import users
+from avisos_common.messages import Priority
 
 DEMO_PASSWORD = "avisos-demo-2026"  # noqa: S105 - demo data, printed by make run
 DEMO_ADMIN_EMAIL = "admin@avisos.demo"
@@ -116,8 +118,8 @@ async def seed_demo(session: AsyncSession) -> SeedResult:
                     category=category,
                     subject=subject,
                     message=message,
-                    priority=priority,
-                ),  # type: ignore[arg-type]
+                    priority=cast(Priority, priority),
+                ),
                 recipients,
             )
     await session.commit()

@@ -177,7 +177,7 @@ async def commit(session: AsyncSession, cache: Cache, ttl_secs: int) -> None:
         await unread.store(cache, dirty, ttl_secs)
 
 
-def _scoped(user_id: uuid.UUID) -> Select[tuple[Notification]]:
+def _scoped(user_id: uuid.UUID) -> Select[Notification]:
     return select(Notification).where(Notification.recipient_id == user_id)
 
 

@@ -52,7 +52,7 @@ async def store(cache: Cache, counts: dict[uuid.UUID, UnreadCount], ttl_secs: in
     async with cache.client.pipeline(transaction=False) as pipe:
         for uid, count in counts.items():
             key = cache.unread_key(str(uid))
-            pipe.hset(key, mapping=dict(count.by_priority))
+            pipe.hset(key, mapping={p: n for p, n in count.by_priority.items()})
             pipe.expire(key, ttl_secs)
         await pipe.execute()
 
@@ -70,5 +70,5 @@ async def get(
 ) -> UnreadCount:
     cached = await cache.client.hgetall(cache.unread_key(str(user_id)))
     if cached and set(cached) >= set(PRIORITIES):
-        return to_unread({k: int(v) for k, v in cached.items()})
+        return to_unread({str(k): int(v) for k, v in cached.items()})
     return (await refresh(session, cache, [user_id], ttl_secs))[user_id]

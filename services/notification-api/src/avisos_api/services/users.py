@@ -79,7 +79,7 @@ async def search(
         pattern = f"%{q.lower()}%"
         stmt = stmt.where(or_(User.email.ilike(pattern), User.display_name.ilike(pattern)))
     if role:
-        stmt = stmt.where(User.roles.any(role))
+        stmt = stmt.where(User.roles.contains([role]))
     if active is not None:
         stmt = stmt.where(User.is_active.is_(active))
     total = await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
