@@ -87,6 +87,23 @@ async def test_login_create_list_and_published(api: Running, backing: Backing) -
         count = (await browser.get("/v1/notifications/unread-count")).json()
         assert count["total"] == 2 and count["by_priority"]["high"] == 1
 
+        # The operator revokes the key: the publisher is locked out at once.
+        prefix = key.split("_")[1]
+        assert "revoked" in _admin_cli(env, "revoke-api-key", prefix)
+        async with httpx.AsyncClient(base_url=api.url) as erp:
+            r3 = await erp.post(
+                "/v1/notifications",
+                headers={"Authorization": f"Bearer {key}"},
+                json={
+                    "user_ids": [me["id"]],
+                    "type": "t",
+                    "category": "c",
+                    "subject": "s",
+                    "message": "m",
+                },
+            )
+            assert r3.status_code == 401
+
     created = [b for b in bodies if b["kind"] == "notification.created"]
     assert {b["notification"]["id"] for b in created} >= {nid}
     first = next(m for m in tap.messages if json.loads(m.body)["notification"]["id"] == nid)
