@@ -35,22 +35,13 @@ class ReportWorker(Worker):
     max_attempts = 1000
 
     def __init__(
-        self,
-        connection: AbstractRobustConnection,
-        settings: ReportsSettings,
-        runner_factory: RunnerFactory,
+        self, connection: AbstractRobustConnection, settings: ReportsSettings, runner: JobRunner
     ) -> None:
         super().__init__(connection)
         self.prefetch = max(1, settings.reports_concurrency)
         self.slots = asyncio.Semaphore(max(1, settings.reports_concurrency))
-        self._runner_factory = runner_factory
-        self.runner: JobRunner | None = None
+        self.runner = runner
         self.tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        await super().start()
-        assert self.publisher is not None
-        self.runner = self._runner_factory(self.publisher)
 
     async def handle(self, body: bytes, message: AbstractIncomingMessage, attempt: int) -> None:
         try:
@@ -61,7 +52,6 @@ class ReportWorker(Worker):
             await asyncio.wait_for(self.slots.acquire(), SLOT_WAIT_SECS)
         except TimeoutError:
             raise RetryLater("all build slots busy", SLOT_RETRY_DELAY_SECS) from None
-        assert self.runner is not None
         try:
             job = await self.runner.claim(request.job_id)
         except BaseException:
@@ -82,27 +72,6 @@ class ReportWorker(Worker):
         # Returning acks the message: the job's state now lives in report_jobs.
 
 
-class RunnerFactory:
-    def __init__(
-        self,
-        settings: ReportsSettings,
-        db: Database,
-        notifier: Notifier,
-        instance_id: str,
-        clock: Clock,
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.notifier = notifier
-        self.instance_id = instance_id
-        self.clock = clock
-
-    def __call__(self, publisher: Publisher) -> JobRunner:
-        return JobRunner(
-            self.settings, self.db, publisher, self.notifier, self.instance_id, self.clock
-        )
-
-
 class ReportsService:
     """Everything one reports instance runs. ``start()`` then ``stop()``."""
 
@@ -120,6 +89,7 @@ class ReportsService:
         )
         self.connection: AbstractRobustConnection | None = None
         self.worker: ReportWorker | None = None
+        self.publisher: Publisher | None = None
         self.reaper: Reaper | None = None
         self.cleanup: Cleanup | None = None
         self.scheduler: Scheduler | None = None
@@ -128,14 +98,16 @@ class ReportsService:
     async def start(self, *, loops: bool = True) -> None:
         self.settings.reports_dir.mkdir(parents=True, exist_ok=True)
         self.connection = await connect(self.settings.amqp_url)
-        factory = RunnerFactory(self.settings, self.db, self.notifier, self.instance_id, self.clock)
-        self.worker = ReportWorker(self.connection, self.settings, factory)
+        # One publisher for jobs and loops, independent of the consumer's channel.
+        self.publisher = await Publisher.open(self.connection)
+        runner = JobRunner(
+            self.settings, self.db, self.publisher, self.notifier, self.instance_id, self.clock
+        )
+        self.worker = ReportWorker(self.connection, self.settings, runner)
         await self.worker.start()
-        assert self.worker.publisher is not None
-        publisher = self.worker.publisher
-        self.reaper = Reaper(self.settings, self.db, publisher)
+        self.reaper = Reaper(self.settings, self.db, self.publisher)
         self.cleanup = Cleanup(self.settings, self.db)
-        self.scheduler = Scheduler(self.db, publisher, self.clock)
+        self.scheduler = Scheduler(self.db, self.publisher, self.clock)
         if loops:
             s = self.settings
             self._loops = [

@@ -335,6 +335,9 @@ _SHEET_HEAD = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
     '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
     'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+)
+# After the optional <dimension> (the schema's element order matters to Excel).
+_SHEET_VIEWS = (
     '<sheetViews><sheetView workbookViewId="0">'
     '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
     '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/>'
@@ -356,7 +359,14 @@ def write_table_xml(
     widths = [
         _fit_width(col.kind, col.heading, (r[i] for r in sample)) for i, col in enumerate(columns)
     ]
-    head = [_SHEET_HEAD, "<cols>"]
+    head = [_SHEET_HEAD]
+    if table.expected_rows is not None:
+        # A hint for readers that size the sheet up front (openpyxl's read-only mode);
+        # it must come before sheetData, so it is the expected count, not the written one.
+        last_col = get_column_letter(len(columns))
+        head.append(f'<dimension ref="A1:{last_col}{table.expected_rows + 1}"/>')
+    head.append(_SHEET_VIEWS)
+    head.append("<cols>")
     for i, w in enumerate(widths, 1):
         head.append(f'<col min="{i}" max="{i}" width="{w:.1f}" customWidth="1"/>')
     head.append("</cols><sheetData>")
