@@ -20,6 +20,7 @@ from avisos_api.api.routes import (
     health,
     internal,
     notifications,
+    reports,
     users,
     webhooks,
 )
@@ -100,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     for module in (deliveries, dead_letters, webhooks):
         app.include_router(module.router)
+    app.include_router(reports.router)
+    app.include_router(reports.schedules_router)
     return app
 
 
