@@ -205,8 +205,10 @@ async def create(
         await svc.commit(db, cache, settings.unread_cache_ttl_secs)
         return result
     key = idempotency.check_key(idempotency_key)
+    # Read before any rollback below expires the ORM objects the principal holds.
+    owner = principal.key
     req_hash = idempotency.request_hash("POST", request.url.path, body.model_dump(mode="json"))
-    stored = await idempotency.lookup(db, principal.key, key, req_hash)
+    stored = await idempotency.lookup(db, owner, key, req_hash)
     if stored is not None:
         return JSONResponse(
             stored.response_body,
@@ -216,7 +218,7 @@ async def create(
     result = await create_notifications(body, db, cache, settings)
     await idempotency.remember(
         db,
-        principal.key,
+        owner,
         key,
         req_hash,
         201,
@@ -228,7 +230,7 @@ async def create(
     except IntegrityError:
         # A concurrent request with the same key committed first: answer like it did.
         await db.rollback()
-        stored = await idempotency.lookup(db, principal.key, key, req_hash)
+        stored = await idempotency.lookup(db, owner, key, req_hash)
         if stored is None:
             raise
         return JSONResponse(
