@@ -1,0 +1,232 @@
+"""Dispatcher throughput: emails/s into a local SMTP sink and pushes/s into the local push
+service, one dispatcher process, on this machine's real PostgreSQL/Redis/RabbitMQ.
+
+    uv run --frozen python bench/dispatcher/run.py [--quick] [--emails N] [--pushes N]
+        [--verify-push]
+
+The queues are filled first, then one ``avisos-dispatcher`` process is started; the rate is
+measured at the receiving side from the first to the last message received, and every
+delivery is checked to be recorded as sent in PostgreSQL. By default the push service does
+not decrypt (it would compete for the same cores as the dispatcher); ``--verify-push``
+turns full VAPID verification and decryption on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+
+import aio_pika  # noqa: E402
+import asyncpg  # type: ignore[import-untyped]  # noqa: E402
+
+from avisos_common import topology  # noqa: E402
+from avisos_common.amqp import Publisher  # noqa: E402
+from avisos_common.messages import EmailDelivery, PushDelivery  # noqa: E402
+from avisos_dispatcher.vapid import generate_vapid_keys  # noqa: E402
+from avisos_testkit.infra import Backing, drop_backing, make_backing  # noqa: E402
+from avisos_testkit.push_service import PushService  # noqa: E402
+from avisos_testkit.smtp import SmtpSink  # noqa: E402
+
+TARGET_PER_SEC = 500
+PUSH_USERS = 50
+
+
+async def _users(db: asyncpg.Pool, n: int) -> list[uuid.UUID]:
+    ids = [uuid.uuid4() for _ in range(n)]
+    await db.executemany(
+        "INSERT INTO users (id, email, display_name, password_hash, roles, locale, timezone,"
+        " is_active) VALUES ($1, $2, 'bench', 'x', '{staff}', 'es', 'Europe/Madrid', true)",
+        [(u, f"{u.hex}@bench.test") for u in ids],
+    )
+    return ids
+
+
+async def _fill(pub: Publisher, msgs: list[EmailDelivery] | list[PushDelivery], ch: str) -> None:
+    key = topology.dispatch_routing_key(ch, "normal")  # type: ignore[arg-type]
+    for i in range(0, len(msgs), 200):
+        await asyncio.gather(
+            *(pub.publish(topology.EXCHANGE_DISPATCH, key, m) for m in msgs[i : i + 200])
+        )
+
+
+def _dispatcher_env(b: Backing, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AVISOS_")}
+    env.update(b.env())
+    env.update(
+        {
+            "AVISOS_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+            "AVISOS_CONCURRENCY": "64",
+            "AVISOS_PREFETCH": "128",
+            "AVISOS_SMTP_POOL_SIZE": "16",
+            "AVISOS_RATE_EMAIL_PER_SEC": "100000",
+            "AVISOS_RATE_PUSH_PER_SEC": "100000",
+            "AVISOS_DB_POOL_SIZE": "20",
+            **extra,
+        }
+    )
+    return env
+
+
+async def _measure(
+    name: str,
+    b: Backing,
+    db: asyncpg.Pool,
+    received: list[float],
+    n: int,
+    env: dict[str, str],
+    ids: list[uuid.UUID],
+    timeout_secs: float,
+) -> tuple[str, int, float, float]:
+    prof = (
+        ["-m", "cProfile", "-o", f"/tmp/prof-{name}.out"] if os.environ.get("BENCH_PROFILE") else []
+    )
+    proc = subprocess.Popen([sys.executable, *prof, "-m", "avisos_dispatcher"], env=env)
+    try:
+        deadline = time.monotonic() + timeout_secs
+        while len(received) < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    got = len(received)
+    secs = (received[min(got, n) - 1] - received[0]) if got > 1 else float("nan")
+    sent = await db.fetchval(
+        "SELECT count(*) FROM deliveries WHERE delivery_id = ANY($1) AND status = 'sent'", ids
+    )
+    if sent != n or got < n:
+        print(f"!! {name}: {got}/{n} received, {sent}/{n} recorded as sent", file=sys.stderr)
+    return name, got, secs, (got - 1) / secs if got > 1 else 0.0
+
+
+class StampedList(list):  # type: ignore[type-arg]
+    """A list that notes when each item arrived (the sinks append what they receive)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stamps: list[float] = []
+
+    def append(self, item: object) -> None:
+        self.stamps.append(time.monotonic())
+        super().append(item)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small runs (~1 min)")
+    ap.add_argument("--emails", type=int)
+    ap.add_argument("--pushes", type=int)
+    ap.add_argument("--verify-push", action="store_true")
+    args = ap.parse_args()
+    n_email = args.emails or (600 if args.quick else 3000)
+    n_push = args.pushes or (600 if args.quick else 3000)
+
+    b = await make_backing("bench")
+    db = await asyncpg.create_pool(b.database_url, min_size=1, max_size=4)
+    conn = await aio_pika.connect_robust(b.amqp_url)
+    pub = await Publisher.open(conn)
+    results = []
+    try:
+        [user] = await _users(db, 1)
+        # --- email --------------------------------------------------------------------
+        with SmtpSink() as sink:
+            received = StampedList()
+            sink.messages = received
+            emails = [
+                EmailDelivery(
+                    delivery_id=uuid.uuid4(),
+                    user_id=user,
+                    to=f"b{i}@bench.test",
+                    subject=f"Stock bajo #{i}",
+                    text="Quedan 3 unidades del SKU 42.",
+                    html="<p>Quedan <b>3</b> unidades del SKU 42.</p>",
+                )
+                for i in range(n_email)
+            ]
+            await _fill(pub, emails, "email")
+            env = _dispatcher_env(
+                b, {"AVISOS_CHANNELS": '["email"]', "AVISOS_SMTP_PORT": str(sink.port)}
+            )
+            results.append(
+                await _measure(
+                    "email",
+                    b,
+                    db,
+                    received.stamps,
+                    n_email,
+                    env,
+                    [m.delivery_id for m in emails],
+                    120,
+                )
+            )
+        # --- push ---------------------------------------------------------------------
+        with PushService(verify=args.verify_push) as push:
+            users = await _users(db, PUSH_USERS)
+            for u in users:
+                s = push.new_subscription()
+                await db.execute(
+                    "INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth)"
+                    " VALUES ($1, $2, $3, $4, $5)",
+                    uuid.uuid4(),
+                    u,
+                    s["endpoint"],
+                    s["keys"]["p256dh"],
+                    s["keys"]["auth"],
+                )
+            preceived = StampedList()
+            push.received = preceived
+            keys = generate_vapid_keys()
+            pushes = [
+                PushDelivery(
+                    delivery_id=uuid.uuid4(),
+                    user_id=users[i % PUSH_USERS],
+                    title="Stock bajo",
+                    body=f"SKU {i}: quedan 3 unidades",
+                    url="/n/1",
+                )
+                for i in range(n_push)
+            ]
+            await _fill(pub, pushes, "push")
+            env = _dispatcher_env(
+                b,
+                {
+                    "AVISOS_CHANNELS": '["push"]',
+                    "AVISOS_VAPID_PRIVATE_KEY": keys.private_key,
+                    "AVISOS_VAPID_SUBJECT": "mailto:bench@avisos.test",
+                },
+            )
+            results.append(
+                await _measure(
+                    "push",
+                    b,
+                    db,
+                    preceived.stamps,
+                    n_push,
+                    env,
+                    [m.delivery_id for m in pushes],
+                    120,
+                )
+            )
+    finally:
+        await conn.close()
+        await db.close()
+        await drop_backing(b)
+
+    print(f"\n{'channel':<8} {'messages':>9} {'seconds':>8} {'per sec':>9} {'target':>7}  ok")
+    for name, got, secs, rate in results:
+        ok = "yes" if rate >= TARGET_PER_SEC else "NO"
+        print(f"{name:<8} {got:>9} {secs:>8.2f} {rate:>9.0f} {TARGET_PER_SEC:>7}  {ok}")
+    print(f"(cpus: {os.cpu_count()}; push service verify={args.verify_push})")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
