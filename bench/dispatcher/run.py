@@ -87,13 +87,16 @@ async def _measure(
     ids: list[uuid.UUID],
     timeout_secs: float,
 ) -> tuple[str, int, float, float]:
-    prof = (
-        ["-m", "cProfile", "-o", f"/tmp/prof-{name}.out"] if os.environ.get("BENCH_PROFILE") else []
+    # BENCH_PROFILE=dir: write a cProfile of the dispatcher there.
+    pdir = os.environ.get("BENCH_PROFILE")
+    prof = ["-m", "cProfile", "-o", f"{pdir}/prof-{name}.out"] if pdir else []
+    proc = subprocess.Popen(  # noqa: ASYNC220 - one process, started once
+        [sys.executable, *prof, "-m", "avisos_dispatcher"], env=env
     )
-    proc = subprocess.Popen([sys.executable, *prof, "-m", "avisos_dispatcher"], env=env)
     try:
         deadline = time.monotonic() + timeout_secs
-        while len(received) < n and time.monotonic() < deadline:
+        # The sinks fill ``received`` from their own threads: poll it.
+        while len(received) < n and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGTERM)

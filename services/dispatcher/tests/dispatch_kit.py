@@ -13,6 +13,7 @@ import asyncpg  # type: ignore[import-untyped]
 from avisos_common import topology
 from avisos_common.amqp import Publisher
 from avisos_common.messages import Delivery, lane_for
+from avisos_dispatcher.app import Dispatcher
 from avisos_dispatcher.settings import DispatcherSettings
 
 T = TypeVar("T")
@@ -75,3 +76,7 @@ async def final_status(
         return row if row is not None and row["status"] in ("sent", "failed") else None
 
     return await eventually(probe, timeout_secs, f"final status of {delivery_id}")
+
+
+#: The ``run_dispatcher`` fixture: start an in-process dispatcher with setting overrides.
+RunDispatcher = Callable[..., Awaitable[Dispatcher]]

@@ -7,31 +7,45 @@ import uuid
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
+from dispatch_kit import DeadLetters, RunDispatcher, attempts, eventually, final_status, publish
 
 from avisos_common.amqp import Publisher
 from avisos_common.messages import Attachment, EmailDelivery
 from avisos_testkit.smtp import SmtpSink
-from dispatch_kit import DeadLetters, attempts, eventually, final_status, publish
 
 INJECTION_SUBJECT = "Stock low =?UTF-8?Q?=0A?=Bcc: evil@attacker.test\r\nX-Injected: 1"
 INJECTION_NAME = "=?UTF-8?Q?a=0D=0A?=Bcc: evil2@attacker.test\nCc: evil3@attacker.test"
 
 
 async def test_email_multipart_attachment_and_no_injection(
-    run_dispatcher, publisher: Publisher, smtp_sink: SmtpSink, reports_dir: Path,
-    db: asyncpg.Pool, user: uuid.UUID,
+    run_dispatcher: RunDispatcher,
+    publisher: Publisher,
+    smtp_sink: SmtpSink,
+    reports_dir: Path,
+    db: asyncpg.Pool,
+    user: uuid.UUID,
 ) -> None:
     (reports_dir / "2026").mkdir(exist_ok=True)
     (reports_dir / "2026" / "stock.xlsx").write_bytes(b"PK\x03\x04fake-xlsx-bytes")
     await run_dispatcher(channels=["email"])
     smtp_sink.clear()
     msg = EmailDelivery(
-        delivery_id=uuid.uuid4(), notification_id=uuid.uuid4(), user_id=user, priority="high",
-        to="ana@example.test", to_name=INJECTION_NAME, subject=INJECTION_SUBJECT,
-        text="Plain body ñ", html="<p>HTML body <b>ñ</b></p>",
-        attachments=[Attachment(filename="stock.xlsx", content_type=(
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
-            storage_key="2026/stock.xlsx")],
+        delivery_id=uuid.uuid4(),
+        notification_id=uuid.uuid4(),
+        user_id=user,
+        priority="high",
+        to="ana@example.test",
+        to_name=INJECTION_NAME,
+        subject=INJECTION_SUBJECT,
+        text="Plain body ñ",
+        html="<p>HTML body <b>ñ</b></p>",
+        attachments=[
+            Attachment(
+                filename="stock.xlsx",
+                content_type=("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+                storage_key="2026/stock.xlsx",
+            )
+        ],
     )
     await publish(publisher, msg, "email")
     [received] = await smtp_sink.await_count(1)
@@ -40,11 +54,22 @@ async def test_email_multipart_attachment_and_no_injection(
     parsed = received.parse()
     names = sorted(k.lower() for k in parsed)
     assert names == sorted(
-        ["subject", "from", "to", "date", "message-id", "mime-version", "content-type",
-         "auto-submitted", "x-avisos-delivery"]
+        [
+            "subject",
+            "from",
+            "to",
+            "date",
+            "message-id",
+            "mime-version",
+            "content-type",
+            "auto-submitted",
+            "x-avisos-delivery",
+        ]
     )
     assert "bcc" not in names and "cc" not in names and "x-injected" not in names
-    assert "\n" not in str(parsed["Subject"]) and "evil" not in str(parsed["To"].addresses[0].addr_spec)
+    assert "\n" not in str(parsed["Subject"]) and "evil" not in str(
+        parsed["To"].addresses[0].addr_spec
+    )
     assert [a.addr_spec for a in parsed["To"].addresses] == ["ana@example.test"]
     assert parsed["Message-ID"] == f"<{msg.delivery_id}@avisos.local>"
     body_text = parsed.get_body(preferencelist=("plain",))
@@ -63,7 +88,11 @@ async def test_email_multipart_attachment_and_no_injection(
 
 
 async def test_redelivered_email_is_not_sent_twice(
-    run_dispatcher, publisher: Publisher, smtp_sink: SmtpSink, db: asyncpg.Pool, user: uuid.UUID
+    run_dispatcher: RunDispatcher,
+    publisher: Publisher,
+    smtp_sink: SmtpSink,
+    db: asyncpg.Pool,
+    user: uuid.UUID,
 ) -> None:
     d = await run_dispatcher(channels=["email"])
     smtp_sink.clear()
@@ -85,12 +114,14 @@ async def _ready(value: bool) -> bool:
 
 
 async def test_fails_over_to_the_fallback_relay(
-    run_dispatcher, publisher: Publisher, db: asyncpg.Pool, user: uuid.UUID
+    run_dispatcher: RunDispatcher, publisher: Publisher, db: asyncpg.Pool, user: uuid.UUID
 ) -> None:
     with SmtpSink() as primary, SmtpSink() as fallback:
         primary.down()  # the primary relay refuses connections
         await run_dispatcher(
-            channels=["email"], smtp_port=primary.port, smtp_fallback_host="127.0.0.1",
+            channels=["email"],
+            smtp_port=primary.port,
+            smtp_fallback_host="127.0.0.1",
             smtp_fallback_port=fallback.port,
         )
         msg = EmailDelivery(
@@ -104,8 +135,12 @@ async def test_fails_over_to_the_fallback_relay(
 
 
 async def test_refused_recipient_fails_at_once_and_is_dead_lettered(
-    run_dispatcher, publisher: Publisher, smtp_sink: SmtpSink, db: asyncpg.Pool,
-    user: uuid.UUID, dead_letters: DeadLetters,
+    run_dispatcher: RunDispatcher,
+    publisher: Publisher,
+    smtp_sink: SmtpSink,
+    db: asyncpg.Pool,
+    user: uuid.UUID,
+    dead_letters: DeadLetters,
 ) -> None:
     smtp_sink.refuse_recipients.add("nobody@example.test")
     await run_dispatcher(channels=["email"])
@@ -124,17 +159,23 @@ async def test_refused_recipient_fails_at_once_and_is_dead_lettered(
 
 
 async def _reasons(dl: DeadLetters, message_id: str) -> list[str]:
-    return dl.reasons_for(message_id)
+    return list(dl.reasons_for(message_id))
 
 
 async def test_invalid_address_is_permanent(
-    run_dispatcher, publisher: Publisher, db: asyncpg.Pool, user: uuid.UUID,
+    run_dispatcher: RunDispatcher,
+    publisher: Publisher,
+    db: asyncpg.Pool,
+    user: uuid.UUID,
     dead_letters: DeadLetters,
 ) -> None:
     await run_dispatcher(channels=["email"])
     msg = EmailDelivery(
-        delivery_id=uuid.uuid4(), user_id=user, to="a@b.test>\r\nRCPT TO:<x@evil.test",
-        subject="s", text="t",
+        delivery_id=uuid.uuid4(),
+        user_id=user,
+        to="a@b.test>\r\nRCPT TO:<x@evil.test",
+        subject="s",
+        text="t",
     )
     await publish(publisher, msg, "email")
     row = await final_status(db, msg.delivery_id)

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from dispatch_kit import DeadLetters, RunDispatcher, eventually, final_status, publish
 
 from avisos_common import topology
 from avisos_common.amqp import Publisher
 from avisos_common.messages import EmailDelivery
 from avisos_dispatcher.lanes import PriorityGate
 from avisos_testkit.smtp import SmtpSink
-from dispatch_kit import DeadLetters, eventually, final_status, publish
 
 BATCH = 200
 
@@ -53,7 +53,10 @@ def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 
 async def test_sigkill_mid_batch_loses_nothing(
-    base_settings: dict[str, Any], publisher: Publisher, db: asyncpg.Pool, user: uuid.UUID,
+    base_settings: dict[str, Any],
+    publisher: Publisher,
+    db: asyncpg.Pool,
+    user: uuid.UUID,
     tmp_path: Path,
 ) -> None:
     with SmtpSink() as sink:
@@ -61,7 +64,10 @@ async def test_sigkill_mid_batch_loses_nothing(
         log = tmp_path / "dispatcher.log"
         msgs = [
             EmailDelivery(
-                delivery_id=uuid.uuid4(), user_id=user, to=f"u{i}@example.test", subject=f"#{i}",
+                delivery_id=uuid.uuid4(),
+                user_id=user,
+                to=f"u{i}@example.test",
+                subject=f"#{i}",
                 text="batch",
             )
             for i in range(BATCH)
@@ -101,13 +107,19 @@ async def test_sigkill_mid_batch_loses_nothing(
 
 
 async def test_poison_message_is_dead_lettered_while_the_rest_flow(
-    run_dispatcher, publisher: Publisher, smtp_sink: SmtpSink, db: asyncpg.Pool,
-    user: uuid.UUID, dead_letters: DeadLetters,
+    run_dispatcher: RunDispatcher,
+    publisher: Publisher,
+    smtp_sink: SmtpSink,
+    db: asyncpg.Pool,
+    user: uuid.UUID,
+    dead_letters: DeadLetters,
 ) -> None:
     await run_dispatcher(channels=["email"])
     poison_id = uuid.uuid4().hex
     await publisher.publish(
-        topology.EXCHANGE_DISPATCH, "email.normal", b'{"kind": "delivery.email", "to": ',
+        topology.EXCHANGE_DISPATCH,
+        "email.normal",
+        b'{"kind": "delivery.email", "to": ',
         message_id=poison_id,
     )
     good = [
@@ -122,7 +134,7 @@ async def test_poison_message_is_dead_lettered_while_the_rest_flow(
     assert all(r["status"] == "sent" for r in rows)
 
     async def dead() -> list[str]:
-        return dead_letters.reasons_for(poison_id)
+        return list(dead_letters.reasons_for(poison_id))
 
     [reason] = await eventually(dead, what="poison dead-lettered")
     assert reason.startswith("invalid email delivery")

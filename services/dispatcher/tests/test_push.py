@@ -8,24 +8,32 @@ import uuid
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from dispatch_kit import RunDispatcher, attempts, final_status, publish
 
 from avisos_common.amqp import Publisher
 from avisos_common.messages import PushDelivery
 from avisos_testkit.push_service import PushService
-from dispatch_kit import attempts, final_status, publish
 
 
 async def _subscribe(db: asyncpg.Pool, user: uuid.UUID, sub: dict[str, Any]) -> uuid.UUID:
     sid = uuid.uuid4()
     await db.execute(
-        "INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth) VALUES ($1,$2,$3,$4,$5)",
-        sid, user, sub["endpoint"], sub["keys"]["p256dh"], sub["keys"]["auth"],
+        "INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        sid,
+        user,
+        sub["endpoint"],
+        sub["keys"]["p256dh"],
+        sub["keys"]["auth"],
     )
     return sid
 
 
 async def test_push_is_vapid_signed_and_decrypts(
-    run_dispatcher, publisher: Publisher, push_service: PushService, db: asyncpg.Pool,
+    run_dispatcher: RunDispatcher,
+    publisher: Publisher,
+    push_service: PushService,
+    db: asyncpg.Pool,
     user: uuid.UUID,
 ) -> None:
     await run_dispatcher(channels=["push"])
@@ -35,8 +43,14 @@ async def test_push_is_vapid_signed_and_decrypts(
     ids = {PushService.subscription_id(s["endpoint"]) for s in subs}
     before = len(push_service.received)
     msg = PushDelivery(
-        delivery_id=uuid.uuid4(), notification_id=uuid.uuid4(), user_id=user, priority="critical",
-        title="Rotura de stock", body="SKU 42 en tienda 7", url="/n/1", tag="sku-42",
+        delivery_id=uuid.uuid4(),
+        notification_id=uuid.uuid4(),
+        user_id=user,
+        priority="critical",
+        title="Rotura de stock",
+        body="SKU 42 en tienda 7",
+        url="/n/1",
+        tag="sku-42",
     )
     await publish(publisher, msg, "push")
     row = await final_status(db, msg.delivery_id)
@@ -56,7 +70,10 @@ async def test_push_is_vapid_signed_and_decrypts(
 
 
 async def test_gone_subscription_is_removed(
-    run_dispatcher, publisher: Publisher, push_service: PushService, db: asyncpg.Pool,
+    run_dispatcher: RunDispatcher,
+    publisher: Publisher,
+    push_service: PushService,
+    db: asyncpg.Pool,
     user: uuid.UUID,
 ) -> None:
     await run_dispatcher(channels=["push"])
@@ -83,11 +100,17 @@ async def test_gone_subscription_is_removed(
     await publish(publisher, msg2, "push")
     row2 = await final_status(db, msg2.delivery_id)
     assert row2["status"] == "failed" and "gone" in row2["last_error"]
-    assert await db.fetchval("SELECT count(*) FROM push_subscriptions WHERE user_id = $1", other_user) == 0
+    assert (
+        await db.fetchval("SELECT count(*) FROM push_subscriptions WHERE user_id = $1", other_user)
+        == 0
+    )
 
 
 async def test_large_body_truncated_to_fit(
-    run_dispatcher, publisher: Publisher, push_service: PushService, db: asyncpg.Pool,
+    run_dispatcher: RunDispatcher,
+    publisher: Publisher,
+    push_service: PushService,
+    db: asyncpg.Pool,
     user: uuid.UUID,
 ) -> None:
     await run_dispatcher(channels=["push"])
@@ -105,7 +128,10 @@ async def test_large_body_truncated_to_fit(
 
 
 async def test_push_retries_transient_failures_without_duplicates(
-    run_dispatcher, publisher: Publisher, push_service: PushService, db: asyncpg.Pool,
+    run_dispatcher: RunDispatcher,
+    publisher: Publisher,
+    push_service: PushService,
+    db: asyncpg.Pool,
     user: uuid.UUID,
 ) -> None:
     await run_dispatcher(channels=["push"], concurrency=1)

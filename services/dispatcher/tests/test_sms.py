@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 
 import asyncpg  # type: ignore[import-untyped]
+from dispatch_kit import DeadLetters, RunDispatcher, attempts, eventually, final_status, publish
 
 from avisos_common.amqp import Publisher
 from avisos_common.messages import SmsDelivery
 from avisos_testkit.twilio_standin import TwilioStandIn
-from dispatch_kit import DeadLetters, attempts, eventually, final_status, publish
 
 
 def _number() -> str:
@@ -17,7 +17,10 @@ def _number() -> str:
 
 
 async def test_sms_sent_with_status_callback(
-    run_dispatcher, publisher: Publisher, twilio: TwilioStandIn, db: asyncpg.Pool,
+    run_dispatcher: RunDispatcher,
+    publisher: Publisher,
+    twilio: TwilioStandIn,
+    db: asyncpg.Pool,
     user: uuid.UUID,
 ) -> None:
     await run_dispatcher(channels=["sms"])
@@ -33,7 +36,10 @@ async def test_sms_sent_with_status_callback(
 
 
 async def test_500_500_then_201_sends_exactly_once(
-    run_dispatcher, publisher: Publisher, twilio: TwilioStandIn, db: asyncpg.Pool,
+    run_dispatcher: RunDispatcher,
+    publisher: Publisher,
+    twilio: TwilioStandIn,
+    db: asyncpg.Pool,
     user: uuid.UUID,
 ) -> None:
     await run_dispatcher(channels=["sms"])
@@ -45,13 +51,21 @@ async def test_500_500_then_201_sends_exactly_once(
     assert row["status"] == "sent"
     assert len([m for m in twilio.messages if m.to == to]) == 1
     rows = await attempts(db, msg.delivery_id)
-    assert [(r["status"], r["attempt"]) for r in rows] == [("failed", 1), ("failed", 2), ("sent", 3)]
+    assert [(r["status"], r["attempt"]) for r in rows] == [
+        ("failed", 1),
+        ("failed", 2),
+        ("sent", 3),
+    ]
     assert "500" in rows[0]["error"]
 
 
 async def test_invalid_number_fails_without_retry(
-    run_dispatcher, publisher: Publisher, twilio: TwilioStandIn, db: asyncpg.Pool,
-    user: uuid.UUID, dead_letters: DeadLetters,
+    run_dispatcher: RunDispatcher,
+    publisher: Publisher,
+    twilio: TwilioStandIn,
+    db: asyncpg.Pool,
+    user: uuid.UUID,
+    dead_letters: DeadLetters,
 ) -> None:
     await run_dispatcher(channels=["sms"])
     to = _number()
@@ -63,7 +77,7 @@ async def test_invalid_number_fails_without_retry(
     assert row["status"] == "failed" and "21211" in row["last_error"]
 
     async def dead() -> list[str]:
-        return dead_letters.reasons_for(str(msg.message_id))
+        return list(dead_letters.reasons_for(str(msg.message_id)))
 
     assert "21211" in (await eventually(dead, what="dead letter"))[0]
     assert twilio.requests == before + 1
@@ -71,8 +85,12 @@ async def test_invalid_number_fails_without_retry(
 
 
 async def test_per_recipient_cap_stops_sending_without_retry(
-    run_dispatcher, publisher: Publisher, twilio: TwilioStandIn, db: asyncpg.Pool,
-    user: uuid.UUID, dead_letters: DeadLetters,
+    run_dispatcher: RunDispatcher,
+    publisher: Publisher,
+    twilio: TwilioStandIn,
+    db: asyncpg.Pool,
+    user: uuid.UUID,
+    dead_letters: DeadLetters,
 ) -> None:
     await run_dispatcher(channels=["sms"], sms_per_recipient_per_hour=2, concurrency=1)
     to = _number()
@@ -91,7 +109,10 @@ async def test_per_recipient_cap_stops_sending_without_retry(
 
 
 async def test_429_honours_retry_after(
-    run_dispatcher, publisher: Publisher, twilio: TwilioStandIn, db: asyncpg.Pool,
+    run_dispatcher: RunDispatcher,
+    publisher: Publisher,
+    twilio: TwilioStandIn,
+    db: asyncpg.Pool,
     user: uuid.UUID,
 ) -> None:
     await run_dispatcher(channels=["sms"])
