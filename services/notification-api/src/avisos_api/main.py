@@ -13,20 +13,26 @@ from avisos_api.api import errors
 from avisos_api.api.deps import AppState
 from avisos_api.api.middleware import RequestContext
 from avisos_api.api.routes import (
+    alerts,
     api_keys,
     auth,
     dead_letters,
     deliveries,
+    events,
     health,
     internal,
     notifications,
+    preferences,
     reports,
+    rules,
+    templates,
     users,
     webhooks,
 )
 from avisos_api.core.cache import Cache
 from avisos_api.core.config import Settings, get_settings
 from avisos_api.core.db import make_engine, make_sessionmaker
+from avisos_api.events import background as event_background
 from avisos_api.relay import OutboxRelay
 from avisos_api.workers.dead_letters import run_recorder
 from avisos_common.amqp import connect
@@ -59,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cache = Cache.from_url(settings.redis_url, settings.redis_prefix)
         state = AppState(settings=settings, sessionmaker=make_sessionmaker(engine), cache=cache)
         app.state.avisos = state
+        # Ingest worker, scheduled-delivery release and escalation loops (issue 4).
+        state.extras.setdefault("on_startup", []).extend(event_background.startup_tasks())
         tasks = [asyncio.create_task(_keep_amqp(state, settings.amqp_url), name="amqp")]
         relay: OutboxRelay | None = None
         if settings.run_relay:
@@ -103,6 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(reports.router)
     app.include_router(reports.schedules_router)
+    for module in (events, rules, templates, preferences, alerts):
+        app.include_router(module.router)
     return app
 
 

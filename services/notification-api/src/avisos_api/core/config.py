@@ -39,6 +39,16 @@ class Settings(ServiceSettings):
     relay_batch_size: int = 500
     relay_poll_secs: float = 1.0
 
+    # --- events, rules, templates, preferences (issue 4) ---
+    #: Consume inventory events from AMQP inside the API process.
+    run_ingest: bool = True
+    #: How often scheduled deliveries (quiet hours, digests, unread checks) are released.
+    scheduler_poll_secs: float = 15.0
+    #: How often unacknowledged critical alerts are checked for escalation.
+    escalation_poll_secs: float = 30.0
+    #: VAPID public key (base64url) browsers need to subscribe to Web Push.
+    vapid_public_key: str | None = None
+
     secret_fields: tuple[str, ...] = ("ticket_secret", "internal_token")
 
     @property

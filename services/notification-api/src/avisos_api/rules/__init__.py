@@ -1,0 +1,1 @@
+"""Admin-managed rules: which events notify whom, and the safe condition language."""

@@ -1,0 +1,1 @@
+"""Built-in templates (package data): one TOML file per locale."""
