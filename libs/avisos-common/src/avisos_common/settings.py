@@ -32,7 +32,14 @@ PLACEHOLDER_SECRETS = frozenset(
     }
 )
 #: Substrings that mark a value as a placeholder (e.g. the built-in dev defaults).
-PLACEHOLDER_MARKERS = ("dev-only", "change-me", "changeme", "replace-me", "placeholder")
+PLACEHOLDER_MARKERS = (
+    "dev-only",
+    "not-for-production",
+    "change-me",
+    "changeme",
+    "replace-me",
+    "placeholder",
+)
 MIN_SECRET_LENGTH = 32
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/avisos"
