@@ -10,7 +10,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-unit lint fmt bench chromium clean
+.PHONY: help install run test test-unit lint fmt bench chromium clean env
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ fmt: install ## Format and auto-fix
 
 bench: install ## Run the benchmarks and print their tables
 	$(UV) run --frozen python bench/run.py
+
+env: install ## Write .env for docker compose with real random secrets (keeps existing ones)
+	$(UV) run --frozen python deploy/gen_env.py
 
 clean: ## Remove caches and the local tool directory
 	rm -rf $(TOOLS) .venv .mypy_cache .ruff_cache .pytest_cache
