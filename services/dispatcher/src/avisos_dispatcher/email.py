@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import re
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import formatdate
+from email.header import Header
+from email.message import Message
+from email.mime.application import MIMEApplication
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate
 from pathlib import Path
 
 from avisos_common.messages import Attachment, EmailDelivery, utcnow
@@ -36,6 +38,8 @@ _ADDRESS = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
 )
 _CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}$")
+_UTF8 = "utf-8"
+_BARE_LINE_BREAK = re.compile(r"[\r\n](?![ \t])|\r(?!\n)")
 MAX_SUBJECT_CHARS = 300
 MAX_NAME_CHARS = 120
 EXPECTED_HEADERS = frozenset(
@@ -69,43 +73,71 @@ def check_address(address: str) -> str:
 
 def build_message(
     d: EmailDelivery, settings: DispatcherSettings, attachments: list[tuple[Attachment, bytes]]
-) -> EmailMessage:
+) -> Message:
+    """The MIME message for one delivery.
+
+    Built with the ``compat32`` classes, which store header values as given instead of
+    parsing (and decoding) them, and are several times cheaper than ``EmailMessage``;
+    every header value is cleaned first and non-ASCII text is RFC 2047-encoded by us."""
     to = check_address(d.to)
-    msg = EmailMessage(policy=SMTP)
-    msg["Subject"] = clean_header_text(d.subject, MAX_SUBJECT_CHARS)
-    msg["From"] = Address(
-        display_name=clean_header_text(settings.email_from_name, MAX_NAME_CHARS),
-        addr_spec=settings.email_from,
+    body: Message
+    text_part = MIMEText(d.text, "plain", _UTF8)
+    if d.html:
+        body = MIMEMultipart("alternative")
+        body.attach(text_part)
+        body.attach(MIMEText(d.html, "html", _UTF8))
+    else:
+        body = text_part
+    if attachments:
+        root: Message = MIMEMultipart("mixed")
+        root.attach(body)
+        for att, data in attachments:
+            ctype = att.content_type.lower()
+            if not _CONTENT_TYPE.match(ctype):
+                ctype = mimetypes.guess_type(att.filename)[0] or "application/octet-stream"
+            maintype, subtype = ctype.split("/", 1)
+            part = MIMEApplication(data, _subtype=subtype)
+            if maintype != "application":
+                part.replace_header("Content-Type", ctype)
+            filename = clean_header_text(att.filename, 200).replace("/", "_").replace("\\", "_")
+            name = filename or "file"
+            part.add_header(
+                "Content-Disposition",
+                "attachment",
+                filename=name if name.isascii() else ("utf-8", "", name),
+            )
+            root.attach(part)
+    else:
+        root = body
+    root["Subject"] = _encode(clean_header_text(d.subject, MAX_SUBJECT_CHARS))
+    root["From"] = formataddr(
+        (clean_header_text(settings.email_from_name, MAX_NAME_CHARS), settings.email_from), "utf-8"
     )
-    local, domain = to.rsplit("@", 1)
-    msg["To"] = Address(
-        display_name=clean_header_text(d.to_name, MAX_NAME_CHARS), username=local, domain=domain
-    )
-    msg["Date"] = formatdate(localtime=False, usegmt=True)
+    root["To"] = formataddr((clean_header_text(d.to_name, MAX_NAME_CHARS), to), "utf-8")
+    root["Date"] = formatdate(localtime=False, usegmt=True)
     # Derived from the idempotency key: a copy sent again in the crash window carries the
     # same Message-ID, which mail clients use to collapse duplicates.
-    msg["Message-ID"] = f"<{d.delivery_id}@{settings.email_message_id_domain}>"
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Avisos-Delivery"] = str(d.delivery_id)
-    msg.set_content(d.text)
-    if d.html:
-        msg.add_alternative(d.html, subtype="html")
-    for att, data in attachments:
-        ctype = att.content_type.lower() if _CONTENT_TYPE.match(att.content_type.lower()) else ""
-        if not ctype:
-            ctype = mimetypes.guess_type(att.filename)[0] or "application/octet-stream"
-        maintype, subtype = ctype.split("/", 1)
-        filename = clean_header_text(att.filename, 200).replace("/", "_").replace("\\", "_")
-        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename or "file")
-    _check_headers(msg)
-    return msg
+    root["Message-ID"] = f"<{d.delivery_id}@{settings.email_message_id_domain}>"
+    root["Auto-Submitted"] = "auto-generated"
+    root["X-Avisos-Delivery"] = str(d.delivery_id)
+    _check_headers(root)
+    return root
 
 
-def _check_headers(msg: EmailMessage) -> None:
+def _encode(text: str) -> str:
+    """ASCII as is; anything else as RFC 2047 encoded words, folded (line break + space)
+    so that no line exceeds the RFC 5322 limit."""
+    if text.isascii():
+        return text
+    return Header(text, _UTF8).encode()
+
+
+def _check_headers(msg: Message) -> None:
     """Defence in depth: the message has only our headers, none spanning lines."""
     for part in msg.walk():
         for name, value in part.items():
-            if "\r" in str(value) or "\n" in str(value):
+            # Only folding (a line break followed by whitespace) may appear in a value.
+            if _BARE_LINE_BREAK.search(str(value)):
                 raise PermanentError(f"header {name} would contain a line break")
     names = {k.lower() for k in msg}
     if not names <= EXPECTED_HEADERS:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 
 import aiosmtplib
 
@@ -79,7 +79,7 @@ class RelayPool:
         await client.connect()
         return _Conn(client, time.monotonic())
 
-    async def send(self, msg: EmailMessage, sender: str, recipients: list[str]) -> str:
+    async def send(self, msg: Message, sender: str, recipients: list[str]) -> str:
         """Send on a pooled connection; return the relay's reply to DATA.
 
         Raise :class:`RelayDown` when the relay is unusable, PermanentError/TransientError
@@ -172,7 +172,7 @@ class SmtpFailover:
         self.pools = pools
         self.cooldown_secs = cooldown_secs
 
-    async def send(self, msg: EmailMessage, sender: str, recipients: list[str]) -> tuple[str, str]:
+    async def send(self, msg: Message, sender: str, recipients: list[str]) -> tuple[str, str]:
         """Return (provider name, relay reply). TransientError when no relay could take it."""
         now = time.monotonic()
         candidates = [p for p in self.pools if p.down_until <= now] or list(self.pools)
