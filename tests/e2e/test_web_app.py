@@ -1,0 +1,381 @@
+"""The browser app end to end: real API, gateway and web front processes, real Chromium.
+
+One stack per module (API + gateway + web on free ports). Every test logs in through the
+login page, like a person. Screenshots of the main screens go to
+``test-output/screenshots/`` for a person to look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from avisos_testkit.infra import free_port
+from avisos_testkit.stack import Running, Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "test-output" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+PASSWORD = "e2e-web-password-1"
+LOCATION = "WEB-01"
+UI_TIMEOUT_MS = 10_000
+
+
+@dataclass
+class WebStack:
+    api: Running
+    gateway: Running
+    web: Running
+    admin_email: str
+    publisher_key: str
+
+    @property
+    def url(self) -> str:
+        return self.web.url
+
+
+def _admin_cli(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "avisos_api.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def web_stack(stack: Stack) -> WebStack:
+    web_port = free_port()
+    origin = f"http://127.0.0.1:{web_port}"
+    api = stack.start("api", name="api-web", extra_env={"AVISOS_PUBLIC_URL": origin})
+    gateway = stack.start(
+        "gateway",
+        name="gateway-web",
+        extra_env={
+            "AVISOS_ALLOWED_ORIGINS": f"{origin},http://localhost:{web_port}",
+            "AVISOS_API_INTERNAL_URL": api.url,
+        },
+    )
+    web = stack.start(
+        "web",
+        name="web",
+        port=web_port,
+        extra_env={
+            "AVISOS_API_URL": api.url,
+            "AVISOS_GATEWAY_URL": f"ws://127.0.0.1:{gateway.port}",
+        },
+    )
+    admin_email = f"admin-{uuid.uuid4().hex[:6]}@web.e2e"
+    env = {**api.env, "AVISOS_ADMIN_PASSWORD": PASSWORD}
+    _admin_cli(env, "create-admin", admin_email, "--name", "Ada Admin")
+    key = _admin_cli(env, "create-api-key", "erp-web", "--scope", "events:publish")
+    return WebStack(api, gateway, web, admin_email, key.strip().splitlines()[-1])
+
+
+class Api:
+    """An admin's HTTP session on the API (to arrange data and check results)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.c = client
+
+    @classmethod
+    async def login(cls, base: str, email: str, password: str = PASSWORD) -> Api:
+        c = httpx.AsyncClient(base_url=base, timeout=15)
+        r = await c.post("/v1/auth/login", json={"email": email, "password": password})
+        assert r.status_code == 200, r.text
+        c.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+        return cls(c)
+
+    async def call(self, method: str, path: str, **kw: Any) -> Any:
+        r = await self.c.request(method, path, **kw)
+        assert r.status_code < 300, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json() if r.content else None
+
+    async def close(self) -> None:
+        await self.c.aclose()
+
+
+@pytest.fixture(scope="module")
+async def admin(web_stack: WebStack) -> AsyncIterator[Api]:
+    a = await Api.login(web_stack.api.url, web_stack.admin_email)
+    r = await a.c.post("/v1/admin/locations", json={"code": LOCATION, "name": "Tienda Web Sol"})
+    assert r.status_code in (201, 409), r.text
+    yield a
+    await a.close()
+
+
+async def new_user(admin: Api, role: str = "staff", **extra: Any) -> dict[str, Any]:
+    email = f"{role}-{uuid.uuid4().hex[:6]}@web.e2e"
+    body = {
+        "email": email,
+        "display_name": f"{role.title()} {email[:10]}",
+        "password": PASSWORD,
+        "roles": [role],
+        "location_codes": [LOCATION],
+        **extra,
+    }
+    user: dict[str, Any] = await admin.call("POST", "/v1/admin/users", json=body)
+    return user
+
+
+async def notify(admin: Api, user_id: str, subject: str, priority: str = "high") -> str:
+    out = await admin.call(
+        "POST",
+        "/v1/notifications",
+        json={
+            "user_ids": [user_id],
+            "type": "stock.low",
+            "category": "inventory",
+            "subject": subject,
+            "message": f"{subject}: quedan 3 unidades en {LOCATION}",
+            "priority": priority,
+        },
+    )
+    return str(out["notification_ids"][0])
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        await b.close()
+
+
+async def new_context(browser: Browser, web: WebStack, **kw: Any) -> BrowserContext:
+    ctx = await browser.new_context(base_url=web.url, locale=kw.pop("locale", "es-ES"), **kw)
+    ctx.set_default_timeout(UI_TIMEOUT_MS)
+    return ctx
+
+
+async def login(page: Page, email: str, password: str = PASSWORD) -> None:
+    await page.goto("/")
+    await page.locator("#login-email").fill(email)
+    await page.locator("#login-password").fill(password)
+    await page.locator("#login-password").press("Enter")
+    await expect(page.locator("#app-header")).to_be_visible()
+    await expect(page.locator("#conn-state[data-state=open]")).to_be_attached()
+
+
+def bell(page: Page) -> Any:
+    return page.locator("avisos-bell")
+
+
+async def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+
+
+# --- the server --------------------------------------------------------------------------
+
+
+async def test_headers_static_spa_and_proxy_rules(web_stack: WebStack) -> None:
+    async with httpx.AsyncClient(base_url=web_stack.url) as c:
+        for path in ("/", "/notifications/abc", "/static/js/app.js", "/manifest.webmanifest"):
+            r = await c.get(path)
+            assert r.status_code == 200, path
+            csp = r.headers["content-security-policy"]
+            assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+            assert "frame-ancestors 'none'" in csp
+            assert r.headers["x-content-type-options"] == "nosniff"
+            assert r.headers["referrer-policy"] == "strict-origin-when-cross-origin"
+        index = (await c.get("/admin/users")).text
+        assert "<script type=\"module\" src=\"/static/js/app.js\">" in index
+        assert " style=" not in index and "<script>" not in index  # nothing inline
+        sw = await c.get("/sw.js")
+        assert sw.headers["cache-control"] == "no-cache"
+        assert sw.headers["content-type"].startswith("text/javascript")
+        assert (await c.get("/static/nope.js")).status_code == 404
+        assert (await c.get("/nope.png")).status_code == 404
+        # The proxy reaches the API, never its internal endpoints.
+        assert (await c.get("/api/healthz")).json()["status"] == "ok"
+        for bad in ("/api/internal/v1/x", "/api/%69nternal/v1/x", "/api/v1/../internal/v1/x"):
+            assert (await c.get(bad)).status_code == 404, bad
+        assert (await c.get("/api/v1/me")).status_code == 401
+        assert (await c.get("/readyz")).json()["checks"] == {"static": "ok", "api": "ok"}
+
+        manifest = (await c.get("/manifest.webmanifest")).json()
+        assert manifest["start_url"].startswith("/") and manifest["display"] == "standalone"
+        sizes = {(i["sizes"], i.get("purpose", "any")) for i in manifest["icons"]}
+        assert {("192x192", "any"), ("512x512", "any"), ("512x512", "maskable")} <= sizes
+        for icon in manifest["icons"]:
+            png = (await c.get(icon["src"])).content
+            assert png[:8] == b"\x89PNG\r\n\x1a\n"
+            w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+            assert f"{w}x{h}" == icon["sizes"]
+
+
+# --- everyone ---------------------------------------------------------------------------
+
+
+async def test_login_live_bell_toast_and_second_tab(
+    web_stack: WebStack, admin: Api, browser: Browser
+) -> None:
+    user = await new_user(admin, "staff")
+    ctx = await new_context(browser, web_stack)
+    try:
+        page = await ctx.new_page()
+        await page.goto("/")
+        await expect(page.locator("#login-email")).to_be_visible()
+        await shot(page, "01-login")
+        await page.locator("#login-email").fill(user["email"])
+        await page.locator("#login-password").fill("wrong-password-x")
+        await page.locator("#login-password").press("Enter")
+        await expect(page.locator("#login-error")).to_contain_text("incorrectos")
+        await login(page, user["email"])
+        await expect(bell(page)).to_have_attribute("data-count", "0")
+
+        # An inventory system publishes an event over the API: the bell and a toast react.
+        async with httpx.AsyncClient(base_url=web_stack.api.url) as erp:
+            r = await erp.post(
+                "/v1/events",
+                headers={"Authorization": f"Bearer {web_stack.publisher_key}"},
+                json={
+                    "id": f"evt-{uuid.uuid4().hex[:8]}",
+                    "source": "erp-web",
+                    "type": "stock.out",
+                    "time": dt.datetime.now(dt.UTC).isoformat(),
+                    "data": {
+                        "sku": "LECHE-1L",
+                        "product_name": "Leche entera 1L",
+                        "location_code": LOCATION,
+                    },
+                },
+            )
+            assert r.status_code == 201, r.text
+        await expect(bell(page)).to_have_attribute("data-count", "1")
+        toast = page.locator("avisos-toasts .toast").first
+        await expect(toast).to_be_visible()
+        await expect(toast).to_contain_text("Leche")
+        await expect(page.locator("avisos-toasts [aria-live=polite]")).to_contain_text("Leche")
+        await shot(page, "02-dashboard-toast")
+
+        # A second tab of the same user.
+        page2 = await ctx.new_page()
+        await page2.goto("/")
+        await expect(bell(page2)).to_have_attribute("data-count", "1")
+
+        # Mark read in the modal of the first tab: the second tab's counter goes down.
+        await bell(page).locator("button").click()
+        modal = page.locator("#center-modal")
+        await expect(modal).to_be_visible()
+        item = modal.locator("li.note").first
+        await expect(item).to_contain_text("Leche")
+        await shot(page, "03-center-modal")
+        await item.locator("[data-action=read]").click()
+        await expect(bell(page)).to_have_attribute("data-count", "0")
+        await expect(bell(page2)).to_have_attribute("data-count", "0")
+        await expect(modal.locator("li.note").first).to_have_attribute("data-read", "true")
+        # Escape closes the modal and focus returns to the bell.
+        await page.keyboard.press("Escape")
+        await expect(modal).to_have_count(0)
+        await expect(bell(page).locator("button")).to_be_focused()
+    finally:
+        await ctx.close()
+
+
+async def test_toast_click_opens_the_item_and_mark_all_read(
+    web_stack: WebStack, admin: Api, browser: Browser
+) -> None:
+    user = await new_user(admin, "manager")
+    ctx = await new_context(browser, web_stack)
+    try:
+        page = await ctx.new_page()
+        await login(page, user["email"])
+        nid = await notify(admin, user["id"], "Rotura de stock: Aceite 1L", "critical")
+        await notify(admin, user["id"], "Pedido PO-7 retrasado", "normal")
+        await notify(admin, user["id"], "Precio cambiado: Pan", "low")
+        await expect(bell(page)).to_have_attribute("data-count", "3")
+        critical = page.locator("avisos-toasts .toast-critical")
+        await expect(critical).to_be_visible()
+        await expect(page.locator("avisos-toasts [aria-live=assertive]")).to_contain_text("Aceite")
+        await critical.locator(".toast-main").click()
+        await expect(page).to_have_url(f"{web_stack.url}/notifications/{nid}")
+        await expect(page.locator("#note-detail")).to_contain_text("Aceite")
+        await expect(bell(page)).to_have_attribute("data-count", "2")  # opening marks it read
+        await shot(page, "04-notifications-page")
+
+        await page.locator("[data-action=mark-all]").click()
+        await expect(bell(page)).to_have_attribute("data-count", "0")
+        count = await admin_count(web_stack, user["email"])
+        assert count == 0
+    finally:
+        await ctx.close()
+
+
+async def admin_count(web: WebStack, email: str) -> int:
+    u = await Api.login(web.api.url, email)
+    try:
+        return int((await u.call("GET", "/v1/notifications/unread-count"))["total"])
+    finally:
+        await u.close()
+
+
+async def test_preferences_saved_and_reloaded(
+    web_stack: WebStack, admin: Api, browser: Browser
+) -> None:
+    user = await new_user(admin, "manager")
+    ctx = await new_context(browser, web_stack)
+    try:
+        page = await ctx.new_page()
+        await login(page, user["email"])
+        await page.locator("#prefs-btn").click()
+        modal = page.locator("#prefs-modal")
+        await expect(modal).to_be_visible()
+        await expect(modal.locator("input[data-category=expiry][data-channel=email]")).to_be_disabled()
+        sms = modal.locator("input[data-category=orders][data-channel=sms]")
+        was = await sms.is_checked()
+        await sms.set_checked(not was)
+        await modal.locator("#quiet-on").check()
+        await modal.locator("input[name=quiet_start]").fill("22:30")
+        await modal.locator("input[name=quiet_end]").fill("06:45")
+        await modal.locator("input[name=phone]").fill("+34600111222")
+        await modal.locator("select[name=timezone]").select_option("Atlantic/Canary")
+        await modal.locator("select[name=locale]").select_option("en")
+        await shot(page, "05-preferences")
+        await modal.locator("button[type=submit]").click()
+        await expect(modal).to_have_count(0)
+        await expect(page.locator("#logout-btn")).to_have_text("Log out")  # now in English
+
+        await page.reload()
+        await expect(page.locator("#logout-btn")).to_have_text("Log out")
+        await page.locator("#prefs-btn").click()
+        modal = page.locator("#prefs-modal")
+        await expect(modal.locator("input[name=quiet_start]")).to_have_value("22:30")
+        await expect(modal.locator("input[name=quiet_end]")).to_have_value("06:45")
+        await expect(modal.locator("input[name=phone]")).to_have_value("+34600111222")
+        await expect(modal.locator("select[name=timezone]")).to_have_value("Atlantic/Canary")
+        sms = modal.locator("input[data-category=orders][data-channel=sms]")
+        assert await sms.is_checked() is (not was)
+        # Keyboard: Tab stays inside the dialog.
+        for _ in range(40):
+            await page.keyboard.press("Tab")
+            inside = await page.evaluate(
+                "() => document.querySelector('#prefs-modal').contains(document.activeElement)"
+            )
+            assert inside
+    finally:
+        await ctx.close()
