@@ -90,6 +90,24 @@ class Decision:
     rule_id: uuid.UUID
     email_delay_minutes: int | None = None
     rule_ids: list[uuid.UUID] = field(default_factory=list)
+    #: How many of the merged rules send email.
+    emailing_rules: int = 0
+
+
+def _merge_delay(d: Decision, rule: Rule) -> int | None:
+    """Only rules that send email have a say: if one of them sends it at once, it goes at
+    once; otherwise the shortest "only if still unread after N minutes" wins."""
+    if "email" not in rule.channels:
+        return d.email_delay_minutes
+    had_email = d.emailing_rules > 0
+    d.emailing_rules += 1
+    if rule.email_delay_minutes is None:
+        return None
+    if not had_email:
+        return rule.email_delay_minutes
+    if d.email_delay_minutes is None:
+        return None
+    return min(d.email_delay_minutes, rule.email_delay_minutes)
 
 
 async def known_locations(session: AsyncSession, codes: Sequence[str]) -> list[str]:
@@ -158,8 +176,9 @@ async def decide(
                     category=rule.category,
                     channels=channels,
                     rule_id=rule.id,
-                    email_delay_minutes=rule.email_delay_minutes,
+                    email_delay_minutes=rule.email_delay_minutes if "email" in channels else None,
                     rule_ids=[rule.id],
+                    emailing_rules=1 if "email" in channels else 0,
                 )
                 continue
             if _rank(rule.priority) > _rank(d.priority):
@@ -168,8 +187,5 @@ async def decide(
                 d.rule_id = rule.id
             d.channels = list(dict.fromkeys([*d.channels, *channels]))
             d.rule_ids.append(rule.id)
-            if rule.email_delay_minutes is None or d.email_delay_minutes is None:
-                d.email_delay_minutes = None
-            else:
-                d.email_delay_minutes = min(d.email_delay_minutes, rule.email_delay_minutes)
+            d.email_delay_minutes = _merge_delay(d, rule)
     return out
