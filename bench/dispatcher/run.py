@@ -77,6 +77,12 @@ def _dispatcher_env(b: Backing, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _cpu_secs(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _measure(
     name: str,
     b: Backing,
@@ -86,29 +92,36 @@ async def _measure(
     env: dict[str, str],
     ids: list[uuid.UUID],
     timeout_secs: float,
-) -> tuple[str, int, float, float]:
+) -> tuple[str, int, float, float, float]:
     # BENCH_PROFILE=dir: write a cProfile of the dispatcher there.
     pdir = os.environ.get("BENCH_PROFILE")
     prof = ["-m", "cProfile", "-o", f"{pdir}/prof-{name}.out"] if pdir else []
     proc = subprocess.Popen(  # noqa: ASYNC220 - one process, started once
         [sys.executable, *prof, "-m", "avisos_dispatcher"], env=env
     )
+    cpu_start = cpu_end = 0.0
     try:
         deadline = time.monotonic() + timeout_secs
         # The sinks fill ``received`` from their own threads: poll it.
+        while not received and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        cpu_start, first = _cpu_secs(proc.pid), len(received)
         while len(received) < n and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+        cpu_end = _cpu_secs(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        await asyncio.to_thread(proc.wait, 30)
     got = len(received)
+    # CPU the dispatcher spent per message while sending (start-up excluded).
+    cpu_ms = 1000 * (cpu_end - cpu_start) / max(1, got - first)
     secs = (received[min(got, n) - 1] - received[0]) if got > 1 else float("nan")
     sent = await db.fetchval(
         "SELECT count(*) FROM deliveries WHERE delivery_id = ANY($1) AND status = 'sent'", ids
     )
     if sent != n or got < n:
         print(f"!! {name}: {got}/{n} received, {sent}/{n} recorded as sent", file=sys.stderr)
-    return name, got, secs, (got - 1) / secs if got > 1 else 0.0
+    return name, got, secs, (got - 1) / secs if got > 1 else 0.0, cpu_ms
 
 
 class StampedList(list):  # type: ignore[type-arg]
@@ -224,10 +237,17 @@ async def main() -> None:
         await db.close()
         await drop_backing(b)
 
-    print(f"\n{'channel':<8} {'messages':>9} {'seconds':>8} {'per sec':>9} {'target':>7}  ok")
-    for name, got, secs, rate in results:
-        ok = "yes" if rate >= TARGET_PER_SEC else "NO"
-        print(f"{name:<8} {got:>9} {secs:>8.2f} {rate:>9.0f} {TARGET_PER_SEC:>7}  {ok}")
+    print(
+        f"\n{'channel':<8} {'messages':>9} {'seconds':>8} {'per sec':>9} {'target':>7}  ok"
+        f"  {'dispatcher CPU ms/msg':>22}"
+    )
+    for name, got, secs, rate, cpu_ms in results:
+        ok = "yes" if rate >= TARGET_PER_SEC else "NO "
+        print(
+            f"{name:<8} {got:>9} {secs:>8.2f} {rate:>9.0f} {TARGET_PER_SEC:>7}  {ok}"
+            f" {cpu_ms:>22.2f}"
+        )
+    print(f"load average at the end: {os.getloadavg()}")
     print(f"(cpus: {os.cpu_count()}; push service verify={args.verify_push})")
 
 
