@@ -59,6 +59,10 @@ def notification_dict(payload: NotificationPayload) -> dict[str, Any]:
     return payload.model_dump(mode="json", exclude={"recipient_id"})
 
 
+_NOTIFICATION_HEAD = b'{"v":1,"type":"notification","cursor":'
+_UPDATED_HEAD = b'{"v":1,"type":"notification_updated","cursor":'
+
+
 def notification_frame(
     payload: NotificationPayload,
     *,
@@ -66,17 +70,25 @@ def notification_frame(
     unread: UnreadCount | None = None,
     replayed: bool = False,
 ) -> bytes:
-    frame: dict[str, Any] = {
-        "v": PROTOCOL_VERSION,
-        "type": "notification_updated" if updated else "notification",
-        "cursor": payload.seq,
-        "notification": notification_dict(payload),
-    }
+    """``{"v":1,"type":"notification","cursor":seq,"notification":{...},"unread":{...}}``.
+
+    Assembled from pydantic's (compiled) JSON serialisation: this runs for every
+    notification pushed, so it avoids building and re-encoding dictionaries."""
+    parts = [
+        _UPDATED_HEAD if updated else _NOTIFICATION_HEAD,
+        str(payload.seq).encode(),
+        b',"notification":',
+        payload.model_dump_json(exclude=_EXCLUDE_RECIPIENT).encode(),
+    ]
     if unread is not None:
-        frame["unread"] = unread_dict(unread)
+        parts += [b',"unread":', unread.model_dump_json().encode()]
     if replayed:
-        frame["replayed"] = True
-    return encode(frame)
+        parts.append(b',"replayed":true')
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+_EXCLUDE_RECIPIENT = {"recipient_id"}
 
 
 def unread_frame(unread: UnreadCount, ref: Any = None) -> bytes:
