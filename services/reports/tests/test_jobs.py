@@ -229,7 +229,7 @@ async def test_killed_service_job_is_requeued_then_done(
 ) -> None:
     """SIGKILL the reports process mid-job: the job's heartbeat goes stale, the reaper
     requeues it, and a live instance finishes it (never stuck "running")."""
-    user = _bulk_user(db, 150_000)
+    user = _bulk_user(db, 100_000)
     env = {
         **os.environ,
         **backing.env(),
@@ -275,7 +275,7 @@ async def test_killed_service_job_is_requeued_then_done(
     await eventually(reaped)
     row = await until_status(backing, job_id, "done", "failed")
     assert row["status"] == "done" and row["attempts"] == 2
-    assert row["row_count"] == 150_000 + 1  # detail rows + the one activity group
+    assert row["row_count"] == 100_000 + 1  # detail rows + the one activity group
     part = rsettings.reports_dir / (row["file_key"] + ".part")
     assert not part.exists()
 

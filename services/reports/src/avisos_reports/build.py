@@ -135,6 +135,12 @@ def build_report(
         except BaseException:
             part.unlink(missing_ok=True)
             raise
+        finally:
+            # Stop fetch threads of tables the writer did not finish (on errors).
+            for table in report.tables:
+                close = getattr(table.rows, "close", None)
+                if close is not None:
+                    close()
     os.replace(part, final)
     local_day = now.astimezone(requester.zone).date()
     return BuiltFile(

@@ -17,13 +17,13 @@ acknowledged_at}; acknowledgements in ``data.ack`` {at, by_name} (or
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
+from avisos_reports.fetch import stream_rows
 from avisos_reports.i18n import Lang, t
 from avisos_reports.params import ReportKind, ReportParams, Requester, location_scope
 from avisos_reports.xlsx import Chart, Column, Summary, Table
@@ -70,11 +70,8 @@ class BuildContext:
         }
 
     def stream(self, sql: str, params: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
-        """Rows of ``sql`` fetched ``fetch_rows`` at a time through a server-side cursor."""
-        with self.conn.cursor(name=f"avisos_report_{uuid.uuid4().hex[:12]}") as cur:
-            cur.itersize = self.fetch_rows
-            cur.execute(sql, params)
-            yield from cur
+        """Rows of ``sql`` through a server-side cursor, fetched ahead (see :func:`stream_rows`)."""
+        return stream_rows(self.conn, sql, params, self.fetch_rows)
 
     def all(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         with self.conn.cursor() as cur:

@@ -19,9 +19,7 @@ class ReportsSettings(ServiceSettings):
     #: Base URL of the API's internal endpoints (``/internal/v1/...``).
     api_internal_url: str = "http://127.0.0.1:8000"
     #: Same dev default as the API (refused outside dev/test).
-    internal_token: SecretStr = SecretStr(
-        "dev-only-internal-token-not-for-production-use-000"  # noqa: S105
-    )
+    internal_token: SecretStr = SecretStr("dev-only-internal-token-not-for-production-use-000")
     #: Jobs one instance builds at once (each in its own thread).
     reports_concurrency: int = 2
     #: How often a running job refreshes its lease (``report_jobs.heartbeat_at``).
