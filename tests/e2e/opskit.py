@@ -1,0 +1,259 @@
+"""What the operations end-to-end tests share (test_scale_out, test_shutdown,
+test_compose_stack): an isolated backing per module, an operator who sets up a store with
+managers over HTTP, publishers of inventory events, browsers holding gateway sockets, and
+the broker/database checks that prove "exactly once".
+
+The same :class:`Operator` and :class:`Browser` drive processes (URLs of
+:class:`avisos_testkit.stack.Running`) and the compose stack (URLs through its proxy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import asyncpg  # type: ignore[import-untyped]
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from avisos_common import topology
+from avisos_testkit.infra import Backing, drop_backing, make_backing
+
+ORIGIN = "http://ops.e2e.test"
+PASSWORD = "ops-e2e-password-1"
+TICKET_SECRET = "ops-e2e-ticket-secret-0123456789abcdef0123"
+INTERNAL_TOKEN = "ops-e2e-internal-token-0123456789abcdef012"
+#: Every queue whose messages end in an email (work queues and the retry delays).
+EMAIL_QUEUES = [topology.dispatch_queue("email", lane) for lane in topology.LANES]
+DELAY_QUEUES = [topology.delay_queue(s) for s in topology.RETRY_DELAYS_SECS]
+
+
+@contextlib.asynccontextmanager
+async def own_backing(label: str) -> AsyncIterator[Backing]:
+    """A fresh migrated database, vhost and Redis prefix: no process of another test
+    module can consume this module's queues."""
+    backing = await make_backing(label)
+    try:
+        yield backing
+    finally:
+        await drop_backing(backing)
+
+
+def service_env(backing: Backing) -> dict[str, str]:
+    return {
+        **backing.env(),
+        "AVISOS_TICKET_SECRET": TICKET_SECRET,
+        "AVISOS_INTERNAL_TOKEN": INTERNAL_TOKEN,
+        "AVISOS_ALLOWED_ORIGINS": ORIGIN,
+        "AVISOS_LOG_LEVEL": "INFO",
+        "AVISOS_RELAY_POLL_SECS": "0.2",
+    }
+
+
+def dispatcher_env(smtp_port: int) -> dict[str, str]:
+    return {
+        "AVISOS_SMTP_HOST": "127.0.0.1",
+        "AVISOS_SMTP_PORT": str(smtp_port),
+        "AVISOS_CHANNELS": '["email"]',
+        "AVISOS_RETRY_BACKOFF_BASE_SECS": "0.5",
+        "AVISOS_CLAIM_LEASE_SECS": "10",
+    }
+
+
+def stock_out(location: str, sku: str) -> dict[str, Any]:
+    return {
+        "id": f"ev-{uuid.uuid4().hex[:16]}",
+        "source": "erp-ops-e2e",
+        "type": "stock.out",
+        "time": dt.datetime.now(dt.UTC).isoformat(),
+        "data": {"sku": sku, "product_name": f"Producto {sku}", "location_code": location},
+    }
+
+
+@dataclass
+class Operator:
+    """An admin session on one API (``base_url`` ends where ``/v1`` starts)."""
+
+    http: httpx.AsyncClient
+
+    @classmethod
+    async def login(cls, base_url: str, email: str) -> Operator:
+        http = httpx.AsyncClient(base_url=base_url, timeout=15)
+        r = await http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        http.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+        return cls(http)
+
+    async def location(self) -> str:
+        code = f"OPS-{uuid.uuid4().hex[:6].upper()}"
+        r = await self.http.post("/v1/admin/locations", json={"code": code, "name": code})
+        assert r.status_code == 201, r.text
+        return code
+
+    async def manager(self, location: str) -> str:
+        email = f"mgr-{uuid.uuid4().hex[:8]}@ops.e2e.avisos"
+        r = await self.http.post(
+            "/v1/admin/users",
+            json={
+                "email": email,
+                "display_name": email.split("@")[0],
+                "password": PASSWORD,
+                "roles": ["manager"],
+                "location_codes": [location],
+                "locale": "es",
+            },
+        )
+        assert r.status_code == 201, r.text
+        return email
+
+    async def events_key(self) -> str:
+        r = await self.http.post(
+            "/v1/admin/api-keys", json={"name": "erp-ops", "scopes": ["events:publish"]}
+        )
+        assert r.status_code == 201, r.text
+        key: str = r.json()["key"]
+        return key
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+async def publish(base_url: str, key: str, event: dict[str, Any]) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=15) as http:
+        r = await http.post(
+            "/v1/events",
+            json=event,
+            headers={"Authorization": f"Bearer {key}", "X-Request-ID": f"ops-{event['id']}"},
+        )
+        assert r.status_code == 201, r.text  # 200 would mean "duplicate"
+
+
+@dataclass
+class Browser:
+    """A logged-in user with one socket on one gateway, recording every frame."""
+
+    email: str
+    http: httpx.AsyncClient
+    ws: ClientConnection | None = None
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    close_codes: list[int | None] = field(default_factory=list)
+    _reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def login(cls, api_url: str, email: str) -> Browser:
+        http = httpx.AsyncClient(base_url=api_url, timeout=15)
+        r = await http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        http.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+        return cls(email, http)
+
+    async def open(self, ws_url: str, origin: str = ORIGIN) -> None:
+        r = await self.http.post("/v1/realtime/ticket")
+        assert r.status_code == 200, r.text
+        url = f"{ws_url}?ticket={r.json()['ticket']}"
+        self.ws = await connect(url, origin=origin, compression=None)  # type: ignore[arg-type]
+        self._reader = asyncio.create_task(self._read(self.ws))
+        await self.wait_for(lambda: bool(self.of("connection_established")), "hello")
+
+    async def _read(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                self.frames.append(json.loads(raw))
+        self.close_codes.append(ws.close_code)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f.get("type") == kind]
+
+    def notification_ids(self) -> list[str]:
+        return [f["notification"]["id"] for f in self.of("notification")]
+
+    async def wait_for(self, predicate: Callable[[], bool], what: str, secs: float = 30) -> None:
+        deadline = time.monotonic() + secs
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.email}: no {what}; last frames {self.frames[-3:]}")
+            await asyncio.sleep(0.02)
+
+    async def listed_ids(self) -> list[str]:
+        r = await self.http.get("/v1/notifications", params={"limit": 100})
+        assert r.status_code == 200, r.text
+        return [n["id"] for n in r.json()["items"]]
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            await self._reader
+        await self.http.aclose()
+
+
+async def queue_counts(amqp_url: str, names: list[str]) -> dict[str, tuple[int, int]]:
+    """(ready messages, consumers) of each queue, by passive declare."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        out = {}
+        for name in names:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(name, passive=True)
+            result = queue.declaration_result
+            out[name] = (result.message_count or 0, result.consumer_count or 0)
+            await channel.close()
+        return out
+    finally:
+        await connection.close()
+
+
+async def wait_consumers(
+    amqp_url: str, queues: list[str], consumers: int, secs: float = 40
+) -> None:
+    """Until every queue has at least ``consumers`` consumers (dispatchers are ready)."""
+    deadline = time.monotonic() + secs
+    while True:
+        counts = await queue_counts(amqp_url, queues)
+        if all(c >= consumers for _, c in counts.values()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"consumers: {counts}")
+        await asyncio.sleep(0.1)
+
+
+async def wait_settled(backing: Backing, expected_deliveries: int, secs: float = 60) -> None:
+    """Until the outbox is published, every email delivery is recorded 'sent' and no
+    email message waits in a work or retry queue: after that nothing more is sent."""
+    deadline = time.monotonic() + secs
+    conn = await asyncpg.connect(backing.database_url)
+    try:
+        while True:
+            pending = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            rows = await conn.fetch(
+                "SELECT status, count(*) FROM deliveries WHERE channel = 'email' GROUP BY status"
+            )
+            by_status = {r["status"]: r["count"] for r in rows}
+            queues = await queue_counts(backing.amqp_url, EMAIL_QUEUES + DELAY_QUEUES)
+            waiting = sum(m for m, _ in queues.values())
+            if pending == 0 and by_status == {"sent": expected_deliveries} and waiting == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"outbox {pending}, deliveries {by_status}, queued {waiting}")
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
+def duplicates(items: list[str]) -> dict[str, int]:
+    return {k: n for k, n in Counter(items).items() if n > 1}
+
+
+def round_robin(items: list[Any]) -> Iterator[Any]:
+    while True:
+        yield from items

@@ -1,0 +1,180 @@
+"""Scale-out with processes: two APIs, three gateways and two dispatchers on one
+PostgreSQL, Redis and RabbitMQ. A stream of inventory events goes in through both APIs;
+every notification must reach its user's socket exactly once (whichever gateway holds
+it) and every email must be sent exactly once (whichever dispatcher takes it).
+
+This is what `docker compose up --scale ws-gateway=3 --scale dispatcher=2` relies on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from opskit import (
+    EMAIL_QUEUES,
+    PASSWORD,
+    Browser,
+    Operator,
+    dispatcher_env,
+    duplicates,
+    own_backing,
+    publish,
+    service_env,
+    stock_out,
+    wait_consumers,
+    wait_settled,
+)
+
+from avisos_testkit.infra import Backing
+from avisos_testkit.smtp import SmtpSink
+from avisos_testkit.stack import Running, Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+APIS, GATEWAYS, DISPATCHERS = 2, 3, 2
+MANAGERS = 6
+EVENTS = 40
+PUBLISHERS_IN_PARALLEL = 8
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@dataclass
+class Cluster:
+    backing: Backing
+    stack: Stack
+    apis: list[Running]
+    gateways: list[Running]
+    dispatchers: list[Running]
+    sink: SmtpSink
+    admin_email: str
+
+
+@pytest.fixture(scope="module")
+async def cluster() -> AsyncIterator[Cluster]:
+    async with own_backing("scale") as backing:
+        stack = Stack(service_env(backing), ROOT / "test-output" / "e2e" / f"scale-{backing.run}")
+        sink = SmtpSink().start()
+        try:
+            apis = [stack.start("api", name=f"api-{i}", wait=False) for i in range(APIS)]
+            for run in apis:
+                stack.wait_ready(run)
+            gateways = [
+                stack.start(
+                    "gateway",
+                    name=f"gateway-{i}",
+                    wait=False,
+                    extra_env={"AVISOS_API_INTERNAL_URL": apis[i % APIS].url},
+                )
+                for i in range(GATEWAYS)
+            ]
+            dispatchers = [
+                stack.start(
+                    "dispatcher",
+                    name=f"dispatcher-{i}",
+                    wait=False,
+                    # A sender address per instance shows who sent what.
+                    extra_env={
+                        **dispatcher_env(sink.port),
+                        "AVISOS_EMAIL_FROM": f"d{i}@e2e.avisos",
+                    },
+                )
+                for i in range(DISPATCHERS)
+            ]
+            for run in gateways:
+                stack.wait_ready(run)
+            # Dispatchers are ready when they consume: both lanes, every instance.
+            await wait_consumers(backing.amqp_url, EMAIL_QUEUES, DISPATCHERS)
+            admin = f"ops-admin-{uuid.uuid4().hex[:6]}@ops.e2e.avisos"
+            subprocess.run(
+                [sys.executable, "-m", "avisos_api.cli", "create-admin", admin],
+                env={**apis[0].env, "AVISOS_ADMIN_PASSWORD": PASSWORD},
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            yield Cluster(backing, stack, apis, gateways, dispatchers, sink, admin)
+        finally:
+            stack.stop_all()
+            sink.stop()
+
+
+async def test_every_notification_and_email_exactly_once(cluster: Cluster) -> None:
+    c = cluster
+    admin = await Operator.login(c.apis[0].url, c.admin_email)
+    store = await admin.location()
+    managers = [await admin.manager(store) for _ in range(MANAGERS)]
+    key = await admin.events_key()
+    await admin.close()
+
+    # Users spread over the APIs (sessions) and the gateways (sockets).
+    browsers: list[Browser] = []
+    for i, email in enumerate(managers):
+        b = await Browser.login(c.apis[i % APIS].url, email)
+        await b.open(f"ws://127.0.0.1:{c.gateways[i % GATEWAYS].port}/ws")
+        browsers.append(b)
+
+    try:
+        events = [stock_out(store, f"SKU-{i:04d}") for i in range(EVENTS)]
+        gate = asyncio.Semaphore(PUBLISHERS_IN_PARALLEL)
+
+        async def send(i: int) -> None:
+            async with gate:
+                await publish(c.apis[i % APIS].url, key, events[i])
+
+        await asyncio.gather(*(send(i) for i in range(EVENTS)))
+
+        expected_emails = EVENTS * MANAGERS
+        await c.sink.await_count(expected_emails, timeout_secs=60)
+        await wait_settled(c.backing, expected_emails)
+        # A last event after everything settled: once it is on a socket, nothing older
+        # can still be on its way to that socket (each gateway's queue is FIFO).
+        sentinel = stock_out(store, "SKU-SENTINEL")
+        await publish(c.apis[1].url, key, sentinel)
+        for b in browsers:
+            await b.wait_for(
+                lambda b=b: any(
+                    f["notification"].get("source_event_id") == sentinel["id"]
+                    for f in b.of("notification")
+                ),
+                "sentinel",
+            )
+
+        event_ids = {e["id"] for e in events} | {sentinel["id"]}
+        for b in browsers:
+            pushed = b.notification_ids()
+            assert not duplicates(pushed), f"{b.email} got duplicates {duplicates(pushed)}"
+            assert sorted(pushed) == sorted(await b.listed_ids()), b.email
+            sources = {f["notification"]["source_event_id"] for f in b.of("notification")}
+            assert sources == event_ids, b.email
+            assert not b.of("notification_updated")
+
+        await wait_settled(c.backing, expected_emails + MANAGERS)
+        mails = c.sink.messages
+        message_ids = [str(m.parse()["Message-ID"]) for m in mails]
+        assert not duplicates(message_ids), f"emails sent twice: {duplicates(message_ids)}"
+        assert len(mails) == expected_emails + MANAGERS
+        per_manager = {m: 0 for m in managers}
+        for m in mails:
+            for rcpt in m.rcpt_tos:
+                per_manager[rcpt] += 1
+        assert set(per_manager.values()) == {EVENTS + 1}, per_manager
+    finally:
+        for b in browsers:
+            await b.close()
+
+    # Every instance is still up, and every dispatcher took a share of the emails.
+    for run in (*c.dispatchers, *c.apis, *c.gateways):
+        assert run.process.poll() is None, f"{run.name} died:\n{run.log()[-2000:]}"
+    senders = Counter(m.mail_from for m in c.sink.messages)
+    assert set(senders) == {f"d{i}@e2e.avisos" for i in range(DISPATCHERS)}, senders
