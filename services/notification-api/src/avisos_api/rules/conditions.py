@@ -26,7 +26,8 @@ class Condition(BaseModel):
     field: str = Field(
         min_length=1,
         max_length=100,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$",
+        # Plain keys only: lookups are dict accesses, and names like __class__ are refused.
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9][A-Za-z0-9_]*)*$",
         description="Dotted path into the event's data, e.g. 'quantity' or 'category'",
     )
     op: Op
