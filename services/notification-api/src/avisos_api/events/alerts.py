@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -95,7 +95,8 @@ async def open_alert(
         )
         .on_conflict_do_nothing(
             index_elements=["sku", "location_code", "condition"],
-            index_where=Alert.state == "open",
+            # A literal predicate: PostgreSQL matches the partial unique index only then.
+            index_where=text("state = 'open'"),
         )
         .returning(Alert.id)
     )
