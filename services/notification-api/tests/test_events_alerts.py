@@ -3,6 +3,8 @@ alerts nobody claims (driven by an explicit clock, no sleeps)."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
 import uuid
 from typing import Any
@@ -10,11 +12,20 @@ from typing import Any
 from sqlalchemy import text
 
 from avisos_api.api.deps import AppState
-from avisos_api.events.background import escalate_once
+from avisos_api.events.background import escalate_once, run_escalation
 from avisos_api.services import users
 
 from .conftest import People, Person
-from .events_helpers import deliveries, envelope, inbox, post, publisher, realtime, set_user
+from .events_helpers import (
+    deliveries,
+    envelope,
+    inbox,
+    post,
+    publisher,
+    realtime,
+    set_user,
+    wait_until,
+)
 
 
 def _only(items: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
@@ -173,3 +184,30 @@ async def test_unclaimed_critical_alert_escalates_store_then_region(
     await escalate_once(state, opened + dt.timedelta(days=2))
     assert len([n for n in await inbox(mgr) if n["type"] == "alert.escalated"]) == 2
     assert len([n for n in await inbox(area) if n["type"] == "alert.escalated"]) == 1
+
+
+async def test_escalation_loop_reads_the_injected_clock(people: People, state: AppState) -> None:
+    store = await people.location()
+    mgr = await people.create(roles=["manager"], locations=[store])
+    pub = await publisher(people)
+    await post(pub, envelope("lot.expiring", store, sku=f"Y-{uuid.uuid4().hex[:6]}"))
+    opened = dt.datetime.fromisoformat(
+        _only(await inbox(mgr), type="lot.expiring")["data"]["alert"]["opened_at"]
+    )
+    # The same loop main.py starts, on a copy of the state with a fast poll and a clock
+    # that says 31 minutes have passed.
+    fast = state.settings.model_copy(update={"escalation_poll_secs": 0.05})
+    loop_state = dataclasses.replace(
+        state, settings=fast, extras={"clock": lambda: opened + dt.timedelta(minutes=31)}
+    )
+    task = asyncio.create_task(run_escalation(loop_state))
+    try:
+
+        async def escalated() -> bool:
+            return any(n["type"] == "alert.escalated" for n in await inbox(mgr))
+
+        await wait_until(escalated, what="the escalation loop")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert _only(await inbox(mgr), type="alert.escalated")["data"]["escalation"]["level"] == 1

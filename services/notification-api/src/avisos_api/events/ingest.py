@@ -205,17 +205,17 @@ async def _notify(
     if alert is not None:
         base["alert"] = await alert_svc.alert_data(work, alert)
         base["rule_id"] = str(alert.rule_id) if alert.rule_id else None
-    # One create() per (language, priority, category): recipients who read the same text.
-    groups: dict[tuple[str, str, str], list[uuid.UUID]] = {}
+    # Render for each person (a template may greet them), then one create() per group of
+    # people who read exactly the same text at the same priority and category.
+    groups: dict[tuple[str, str, str, str], list[uuid.UUID]] = {}
     for uid, d in decisions.items():
         user = users.get(uid)
         if user is None:
             continue
-        groups.setdefault((user.locale, d.priority, d.category), []).append(uid)
+        subject, message = await work.render_in_app(type_, base, user, d.priority)
+        groups.setdefault((subject, message, d.priority, d.category), []).append(uid)
     count = 0
-    for (_locale, priority, category), uids in groups.items():
-        subject, message = await work.render_in_app(type_, base, users[uids[0]], priority)
-        # The greeting-free in-app text does not depend on the person, only the language.
+    for (subject, message, priority, category), uids in groups.items():
         spec = notif_svc.NotificationSpec(
             type=type_,
             category=category,

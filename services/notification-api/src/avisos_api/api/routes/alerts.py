@@ -43,5 +43,6 @@ async def acknowledge(
                 acknowledged_at=exc.at.isoformat() if exc.at else None,
             )
         payload = notif_svc.to_payload(n)
+        await work.renderer.flush_errors(work.now)
         await notif_svc.commit(session, state.cache, state.settings.unread_cache_ttl_secs)
     return payload
