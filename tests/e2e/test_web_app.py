@@ -7,9 +7,7 @@ login page, like a person. Screenshots of the main screens go to
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import json
 import subprocess
 import sys
 import uuid
@@ -165,10 +163,24 @@ async def browser() -> AsyncIterator[Browser]:
         await b.close()
 
 
+CONSOLE: list[str] = []
+
+
 async def new_context(browser: Browser, web: WebStack, **kw: Any) -> BrowserContext:
     ctx = await browser.new_context(base_url=web.url, locale=kw.pop("locale", "es-ES"), **kw)
     ctx.set_default_timeout(UI_TIMEOUT_MS)
+    # Page errors and console messages end up in the failure report.
+    ctx.on("page", lambda p: p.on("console", lambda m: CONSOLE.append(f"{m.type}: {m.text}")))
+    ctx.on("page", lambda p: p.on("pageerror", lambda e: CONSOLE.append(f"pageerror: {e}")))
     return ctx
+
+
+@pytest.fixture(autouse=True)
+def _console_on_failure() -> Any:
+    CONSOLE.clear()
+    yield
+    if CONSOLE:
+        print("browser console:\n" + "\n".join(CONSOLE[-50:]))
 
 
 async def login(page: Page, email: str, password: str = PASSWORD) -> None:
@@ -203,7 +215,7 @@ async def test_headers_static_spa_and_proxy_rules(web_stack: WebStack) -> None:
             assert r.headers["x-content-type-options"] == "nosniff"
             assert r.headers["referrer-policy"] == "strict-origin-when-cross-origin"
         index = (await c.get("/admin/users")).text
-        assert "<script type=\"module\" src=\"/static/js/app.js\">" in index
+        assert '<script type="module" src="/static/js/app.js">' in index
         assert " style=" not in index and "<script>" not in index  # nothing inline
         sw = await c.get("/sw.js")
         assert sw.headers["cache-control"] == "no-cache"
@@ -215,6 +227,16 @@ async def test_headers_static_spa_and_proxy_rules(web_stack: WebStack) -> None:
         for bad in ("/api/internal/v1/x", "/api/%69nternal/v1/x", "/api/v1/../internal/v1/x"):
             assert (await c.get(bad)).status_code == 404, bad
         assert (await c.get("/api/v1/me")).status_code == 401
+        # A login through the proxy gives that client its cookies, and nobody else.
+        r = await c.post(
+            "/api/v1/auth/login", json={"email": web_stack.admin_email, "password": PASSWORD}
+        )
+        assert r.status_code == 200
+        assert {"avisos_session", "avisos_csrf"} <= set(c.cookies.keys())
+        assert "httponly" in r.headers.get_list("set-cookie")[0].lower()
+        assert (await c.get("/api/v1/me")).json()["email"] == web_stack.admin_email
+        async with httpx.AsyncClient(base_url=web_stack.url) as other:
+            assert (await other.get("/api/v1/me")).status_code == 401
         assert (await c.get("/readyz")).json()["checks"] == {"static": "ok", "api": "ok"}
 
         manifest = (await c.get("/manifest.webmanifest")).json()
@@ -345,7 +367,8 @@ async def test_preferences_saved_and_reloaded(
         await page.locator("#prefs-btn").click()
         modal = page.locator("#prefs-modal")
         await expect(modal).to_be_visible()
-        await expect(modal.locator("input[data-category=expiry][data-channel=email]")).to_be_disabled()
+        locked = modal.locator("input[data-category=expiry][data-channel=email]")
+        await expect(locked).to_be_disabled()
         sms = modal.locator("input[data-category=orders][data-channel=sms]")
         was = await sms.is_checked()
         await sms.set_checked(not was)

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import posixpath
 from collections.abc import AsyncIterator
+from http.cookiejar import Cookie, CookiePolicy
 from urllib.parse import unquote
 
 import httpx
@@ -54,6 +55,26 @@ DROPPED_RESPONSE_HEADERS = frozenset(
 _RESERVED_CLOSE_CODES = frozenset({1005, 1006, 1015})
 
 
+class _NoCookies(CookiePolicy):
+    """A cookie policy that neither stores nor sends any cookie."""
+
+    netscape = True
+    rfc2965 = False
+    hide_cookie2 = True
+
+    def set_ok(self, cookie: Cookie, request: object) -> bool:
+        return False
+
+    def return_ok(self, cookie: Cookie, request: object) -> bool:
+        return False
+
+    def domain_return_ok(self, domain: str, request: object) -> bool:
+        return False
+
+    def path_return_ok(self, path: str, request: object) -> bool:
+        return False
+
+
 def api_target(path: str) -> str | None:
     """The API path for a front path under ``/api``, or None if it must not be routed.
 
@@ -76,12 +97,16 @@ class ApiProxy:
     def __init__(self, api_url: str, timeout_secs: float, max_body_bytes: int) -> None:
         self.api_url = api_url.rstrip("/")
         self.max_body_bytes = max_body_bytes
+        # The client must never keep cookies: each browser's cookies travel in its own
+        # request's Cookie header. A shared jar would hand one user's session to the next.
         self.client = httpx.AsyncClient(
             base_url=self.api_url,
             timeout=httpx.Timeout(timeout_secs),
             follow_redirects=False,
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )
+        # (httpx copies a jar given to the constructor, dropping its policy: set it here.)
+        self.client.cookies.jar.set_policy(_NoCookies())
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -1,5 +1,5 @@
 // ui.js: small DOM helpers. Everything is built with createElement/textContent (never
-// innerHTML with data), so server text cannot inject markup, and no inline style
+// HTML strings with data), so server text cannot inject markup, and no inline style
 // attributes are produced (the CSP forbids them).
 
 import { t } from "./i18n.js";
