@@ -206,5 +206,5 @@ class ScheduledDelivery(Base):
     digest_window: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     released_at: Mapped[dt.datetime | None]
-    #: ``sent`` or why it was dropped (``read``, ``opted_out``...).
+    #: ``sent``, or why it was dropped: ``read`` (unread check), ``inactive`` (user).
     outcome: Mapped[str | None] = mapped_column(String(32))

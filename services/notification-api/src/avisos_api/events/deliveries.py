@@ -176,12 +176,16 @@ async def release_due(work: Work, limit: int = RELEASE_BATCH) -> int:
         if row.kind == "digest":
             digests.setdefault((row.user_id, row.digest_window or ""), []).append(row)
             continue
+        user = users.get(row.user_id)
+        if user is None or not user.is_active:
+            row.released_at, row.outcome = work.now, "inactive"
+            continue
         await _release_one(work, row, prefs.get(row.user_id))
     for (user_id, window), items in digests.items():
         user = users.get(user_id)
-        if user is None:
+        if user is None or not user.is_active:
             for r in items:
-                r.released_at, r.outcome = work.now, "no_user"
+                r.released_at, r.outcome = work.now, "inactive"
             continue
         await _release_digest(work, user, prefs[user_id], window, items)
     await work.session.flush()
