@@ -86,12 +86,26 @@ async def test_quiet_hours_defer_non_critical_then_release(people: People, state
     )
     assert r.status_code == 200, r.text
     pub = await publisher(people)
-
-    await post(pub, envelope("stock.out", store))  # high: email + push wait
+    admin = await people.create(roles=["admin"])
+    sms_rule = {
+        "name": "stock.out by SMS here",
+        "event_types": ["stock.out"],
+        "conditions": [{"field": "location_code", "op": "eq", "value": store}],
+        "roles": ["manager"],
+        "priority": "high",
+        "category": "inventory",
+        "channels": ["sms"],
+    }
+    r = await admin.client.post("/v1/admin/rules", json=sms_rule)
+    assert r.status_code == 201, r.text
+    try:
+        await post(pub, envelope("stock.out", store))  # high: email + SMS + push wait
+    finally:
+        await admin.client.delete(f"/v1/admin/rules/{r.json()['id']}")
     assert [n["type"] for n in await inbox(mgr)] == ["stock.out"]  # in-app arrives at once
     assert await deliveries(state, mgr.id) == []
     waiting = await scheduled(state, mgr.id)
-    assert sorted(w["channel"] for w in waiting) == ["email", "push"]
+    assert sorted(w["channel"] for w in waiting) == ["email", "push", "sms"]
     assert {w["kind"] for w in waiting} == {"deferred"}
     due = waiting[0]["due_at"]
     assert abs((due - (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))).total_seconds()) < 120
@@ -110,10 +124,11 @@ async def test_quiet_hours_defer_non_critical_then_release(people: People, state
         "delivery.push",
         "delivery.push",
         "delivery.sms",
+        "delivery.sms",
     ]
     assert all(w["released_at"] and w["outcome"] == "sent" for w in await scheduled(state, mgr.id))
     await release_once(state, due + dt.timedelta(hours=5))
-    assert len(await deliveries(state, mgr.id)) == 5  # released once only
+    assert len(await deliveries(state, mgr.id)) == 6  # released once only
 
 
 async def test_low_priority_email_digest(people: People, state: AppState) -> None:
