@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -28,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 
 from avisos_common import topology
 from avisos_testkit.infra import Backing, drop_backing, make_backing
+from avisos_testkit.smtp import SmtpSink, _Controller, _Handler
 
 ORIGIN = "http://ops.e2e.test"
 PASSWORD = "ops-e2e-password-1"
@@ -70,14 +73,39 @@ def dispatcher_env(smtp_port: int) -> dict[str, str]:
     }
 
 
-def stock_out(location: str, sku: str) -> dict[str, Any]:
+def order_delayed(location: str, order_id: str) -> dict[str, Any]:
+    """An inventory event the shipped rules send in-app and by email (priority high) to
+    the managers and staff of ``location``. (Not a stock alert: those are updated in place,
+    which would blur "exactly once".)"""
     return {
         "id": f"ev-{uuid.uuid4().hex[:16]}",
         "source": "erp-ops-e2e",
-        "type": "stock.out",
+        "type": "order.delayed",
         "time": dt.datetime.now(dt.UTC).isoformat(),
-        "data": {"sku": sku, "product_name": f"Producto {sku}", "location_code": location},
+        "data": {
+            "order_id": order_id,
+            "supplier": "Lácteos del Norte",
+            "location_code": location,
+            "expected_at": "2026-11-28T10:00:00+01:00",
+            "new_expected_at": "2026-11-30T10:00:00+01:00",
+            "reason": "Huelga de transporte",
+        },
     }
+
+
+def start_create_admin(env: dict[str, str], email: str) -> subprocess.Popen[bytes]:
+    """``avisos-admin create-admin`` in the background (it only needs the database)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "avisos_api.cli", "create-admin", email],
+        env={**env, "AVISOS_ADMIN_PASSWORD": PASSWORD},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def finish_create_admin(proc: subprocess.Popen[bytes]) -> None:
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out.decode(errors="replace")
 
 
 @dataclass
@@ -204,7 +232,11 @@ async def queue_counts(amqp_url: str, names: list[str]) -> dict[str, tuple[int, 
         out = {}
         for name in names:
             channel = await connection.channel()
-            queue = await channel.declare_queue(name, passive=True)
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                out[name] = (0, 0)  # not declared yet (no service has started)
+                continue
             result = queue.declaration_result
             out[name] = (result.message_count or 0, result.consumer_count or 0)
             await channel.close()
@@ -257,3 +289,28 @@ def duplicates(items: list[str]) -> dict[str, int]:
 def round_robin(items: list[Any]) -> Iterator[Any]:
     while True:
         yield from items
+
+
+class SlowSmtpSink(SmtpSink):
+    """An SMTP sink that takes ``delay_secs`` to accept each message, so that a dispatcher
+    always has sends in flight (what a graceful shutdown must finish)."""
+
+    def __init__(self, delay_secs: float) -> None:
+        super().__init__()
+        self.delay_secs = delay_secs
+
+    def up(self) -> None:
+        if self._controller is None:
+            handler = _SlowHandler(self, self.delay_secs)
+            self._controller = _Controller(handler, hostname=self.host, port=self.port)
+            self._controller.start()
+
+
+class _SlowHandler(_Handler):
+    def __init__(self, sink: SmtpSink, delay_secs: float) -> None:
+        super().__init__(sink)
+        self.delay_secs = delay_secs
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.delay_secs)
+        return await super().handle_DATA(server, session, envelope)

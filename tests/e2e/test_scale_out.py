@@ -9,7 +9,6 @@ This is what `docker compose up --scale ws-gateway=3 --scale dispatcher=2` relie
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 import uuid
 from collections import Counter
@@ -23,15 +22,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from opskit import (
     EMAIL_QUEUES,
-    PASSWORD,
     Browser,
     Operator,
     dispatcher_env,
     duplicates,
+    finish_create_admin,
+    order_delayed,
     own_backing,
     publish,
     service_env,
-    stock_out,
+    start_create_admin,
     wait_consumers,
     wait_settled,
 )
@@ -66,9 +66,8 @@ async def cluster() -> AsyncIterator[Cluster]:
         stack = Stack(service_env(backing), ROOT / "test-output" / "e2e" / f"scale-{backing.run}")
         sink = SmtpSink().start()
         try:
+            # Everything starts at once (each process takes seconds to import on 2 cores).
             apis = [stack.start("api", name=f"api-{i}", wait=False) for i in range(APIS)]
-            for run in apis:
-                stack.wait_ready(run)
             gateways = [
                 stack.start(
                     "gateway",
@@ -91,18 +90,13 @@ async def cluster() -> AsyncIterator[Cluster]:
                 )
                 for i in range(DISPATCHERS)
             ]
-            for run in gateways:
+            admin = f"ops-admin-{uuid.uuid4().hex[:6]}@ops.e2e.avisos"
+            create_admin = start_create_admin(apis[0].env, admin)
+            for run in (*apis, *gateways):
                 stack.wait_ready(run)
             # Dispatchers are ready when they consume: both lanes, every instance.
             await wait_consumers(backing.amqp_url, EMAIL_QUEUES, DISPATCHERS)
-            admin = f"ops-admin-{uuid.uuid4().hex[:6]}@ops.e2e.avisos"
-            subprocess.run(
-                [sys.executable, "-m", "avisos_api.cli", "create-admin", admin],
-                env={**apis[0].env, "AVISOS_ADMIN_PASSWORD": PASSWORD},
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
+            finish_create_admin(create_admin)
             yield Cluster(backing, stack, apis, gateways, dispatchers, sink, admin)
         finally:
             stack.stop_all()
@@ -125,7 +119,7 @@ async def test_every_notification_and_email_exactly_once(cluster: Cluster) -> No
         browsers.append(b)
 
     try:
-        events = [stock_out(store, f"SKU-{i:04d}") for i in range(EVENTS)]
+        events = [order_delayed(store, f"PO-{i:04d}") for i in range(EVENTS)]
         gate = asyncio.Semaphore(PUBLISHERS_IN_PARALLEL)
 
         async def send(i: int) -> None:
@@ -139,7 +133,7 @@ async def test_every_notification_and_email_exactly_once(cluster: Cluster) -> No
         await wait_settled(c.backing, expected_emails)
         # A last event after everything settled: once it is on a socket, nothing older
         # can still be on its way to that socket (each gateway's queue is FIFO).
-        sentinel = stock_out(store, "SKU-SENTINEL")
+        sentinel = order_delayed(store, "PO-SENTINEL")
         await publish(c.apis[1].url, key, sentinel)
         for b in browsers:
             await b.wait_for(
