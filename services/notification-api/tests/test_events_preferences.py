@@ -64,6 +64,26 @@ async def test_preferences_defaults_mandatory_and_opt_out(people: People, state:
     await post(pub, envelope("stock.out", store))
     assert [d["kind"] for d in await deliveries(state, staff.id)] == ["delivery.email"]
 
+    # A mandatory category reaches staff by email although their role default is off.
+    admin = await people.create(roles=["admin"])
+    rule = {
+        "name": "expiring lots: staff too",
+        "event_types": ["lot.expiring"],
+        "conditions": [{"field": "location_code", "op": "eq", "value": store}],
+        "roles": ["staff"],
+        "priority": "high",
+        "category": "expiry",
+        "channels": ["email"],
+    }
+    created = await admin.client.post("/v1/admin/rules", json=rule)
+    assert created.status_code == 201, created.text
+    try:
+        await post(pub, envelope("lot.expiring", store))
+    finally:
+        await admin.client.delete(f"/v1/admin/rules/{created.json()['id']}")
+    mails = [d for d in await deliveries(state, staff.id) if d["subject"].startswith("URGENTE")]
+    assert len(mails) == 1
+
     r = await staff.client.put(
         "/v1/me/preferences", json={"quiet_hours": {"start": "22:00", "end": "07:00"}}
     )
