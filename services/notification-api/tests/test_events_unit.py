@@ -127,3 +127,16 @@ def test_quiet_hours_cross_midnight_in_the_users_zone() -> None:
     prefs.digest = "daily"
     key, end = prefs.digest_window(dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)) or ("", None)
     assert end == dt.datetime(2026, 11, 30, 7, 0, tzinfo=dt.UTC) and key.startswith("daily:")
+
+
+def test_time_without_offset_is_utc() -> None:
+    ev = parse_event(
+        {
+            "id": "1",
+            "source": "s",
+            "type": "stock.out",
+            "time": "2026-11-28T09:00:00",
+            "data": EXAMPLES["stock.out"],
+        }
+    )
+    assert ev.envelope.time == dt.datetime(2026, 11, 28, 9, 0, tzinfo=dt.UTC)

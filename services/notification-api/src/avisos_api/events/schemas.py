@@ -267,6 +267,9 @@ def parse_event(raw: Any) -> ValidEvent:
         env = InventoryEvent.model_validate(raw)
     except ValidationError as exc:
         raise InvalidEvent(_first_error(exc, "")) from None
+    if env.time.tzinfo is None:
+        # RFC 3339 requires an offset; a producer that omits it is taken to mean UTC.
+        env = env.model_copy(update={"time": env.time.replace(tzinfo=dt.UTC)})
     model = DATA_MODELS.get(env.type)
     if model is None:
         raise InvalidEvent(
