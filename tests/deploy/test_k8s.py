@@ -41,7 +41,7 @@ def test_kustomization_lists_every_manifest() -> None:
 
 
 def container(dep: dict[str, Any]) -> dict[str, Any]:
-    containers = dep["spec"]["template"]["spec"]["containers"]
+    containers: list[dict[str, Any]] = dep["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
     return containers[0]
 

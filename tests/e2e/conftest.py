@@ -6,6 +6,7 @@ Logs of every process are kept under ``test-output/e2e/<run>/`` for a person to 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,3 +38,17 @@ def stack(stack_env: dict[str, str], backing: Backing) -> Iterator[Stack]:
         yield s
     finally:
         s.stop_all()
+
+
+# --- opt-in: the same flows against `docker compose up` (AVISOS_E2E_COMPOSE=1) ----------
+# pytest-docker's fixtures, pointed at compose.yaml; see compose_support.py.
+sys.path.insert(0, str(Path(__file__).parent))
+from compose_support import (  # noqa: E402, F401
+    compose_env_file,
+    compose_target,
+    docker_cleanup,
+    docker_compose_command,
+    docker_compose_file,
+    docker_compose_project_name,
+    docker_setup,
+)

@@ -212,6 +212,16 @@ class Browser:
                 raise TimeoutError(f"{self.email}: no {what}; last frames {self.frames[-3:]}")
             await asyncio.sleep(0.02)
 
+    def source_event_ids(self) -> list[str | None]:
+        return [f["notification"].get("source_event_id") for f in self.of("notification")]
+
+    async def wait_for_event(self, event_id: str, secs: float = 30) -> None:
+        """Until a notification made from inventory event ``event_id`` was pushed."""
+        await self.wait_for(lambda: event_id in self.source_event_ids(), event_id, secs)
+
+    async def wait_for_notifications(self, count: int, secs: float = 30) -> None:
+        await self.wait_for(lambda: len(self.of("notification")) >= count, "notifications", secs)
+
     async def listed_ids(self) -> list[str]:
         r = await self.http.get("/v1/notifications", params={"limit": 100})
         assert r.status_code == 200, r.text
