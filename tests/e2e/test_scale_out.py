@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -36,6 +37,7 @@ from opskit import (
     wait_settled,
 )
 
+from avisos_common.topology import EXCHANGE_DISPATCH, EXCHANGE_REALTIME
 from avisos_testkit.infra import Backing
 from avisos_testkit.smtp import SmtpSink
 from avisos_testkit.stack import Running, Stack
@@ -159,6 +161,23 @@ async def test_every_notification_and_email_exactly_once(cluster: Cluster) -> No
     finally:
         for b in browsers:
             await b.close()
+
+    # The request id given with each event travels on every message it caused (the
+    # consumers bind it to their log lines).
+    conn = await asyncpg.connect(c.backing.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT exchange, headers->>'x-request-id' AS rid FROM outbox"
+            " WHERE exchange = ANY($1::text[])",
+            [EXCHANGE_DISPATCH, EXCHANGE_REALTIME],
+        )
+    finally:
+        await conn.close()
+    by_exchange = Counter((r["exchange"], r["rid"]) for r in rows)
+    for event in (*events, sentinel):
+        rid = f"ops-{event['id']}"
+        assert by_exchange[(EXCHANGE_DISPATCH, rid)] == MANAGERS, rid
+        assert by_exchange[(EXCHANGE_REALTIME, rid)] >= MANAGERS, rid
 
     # Every instance is still up, and every dispatcher took a share of the emails.
     for run in (*c.dispatchers, *c.apis, *c.gateways):
