@@ -133,6 +133,7 @@ async def test_claiming_a_team_event_without_alert(people: People) -> None:
     assert (await _ack(ana, mine["id"])).status_code == 200
     theirs = _only(await inbox(bob), type="order.delayed")
     assert theirs["data"]["claim"]["acknowledged_by"] == str(ana.id)
+    assert theirs["data"]["acknowledged_by_name"] == ana.email.split("@")[0]
     assert "Lo atiende" in theirs["message"]
     r = await _ack(bob, theirs["id"])
     assert r.status_code == 409 and r.json()["acknowledged_by"] == str(ana.id)

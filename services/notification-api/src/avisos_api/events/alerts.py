@@ -299,7 +299,9 @@ async def acknowledge(work: Work, user: User, notification_id: uuid.UUID) -> Not
         rows = await _event_notifications(work.session, ev.source, ev.id)
 
         def mutate(d: dict[str, Any]) -> dict[str, Any]:
+            # Top level too: that is where clients read an event's claim (alerts: data.alert).
             d["claim"] = claim
+            d.update(claim)
             return d
 
         await update_in_place(work, rows, mutate)
