@@ -7,7 +7,10 @@ login page, like a person. Screenshots of the main screens go to
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
+import re
 import subprocess
 import sys
 import uuid
@@ -400,5 +403,232 @@ async def test_preferences_saved_and_reloaded(
                 "() => document.querySelector('#prefs-modal').contains(document.activeElement)"
             )
             assert inside
+    finally:
+        await ctx.close()
+
+
+# --- admins -----------------------------------------------------------------------------
+
+
+async def test_admin_creates_a_user_who_logs_in_then_deactivates_them(
+    web_stack: WebStack, admin: Api, browser: Browser
+) -> None:
+    actx = await new_context(browser, web_stack)
+    uctx = await new_context(browser, web_stack)
+    try:
+        page = await actx.new_page()
+        await login(page, web_stack.admin_email)
+        await page.locator("nav a[href='/admin/users']").click()
+        await expect(page.locator("#users-list table")).to_be_visible()
+        await page.locator("#new-user").click()
+        form = page.locator("#user-form")
+        email = f"nuevo-{uuid.uuid4().hex[:6]}@web.e2e"
+        await form.locator("input[name=email]").fill(email)
+        await form.locator("input[name=display_name]").fill("Nuria Nueva")
+        await form.locator("input[name=password]").fill(PASSWORD)
+        await form.locator(f"input[name=locations][value='{LOCATION}']").check()
+        await shot(page, "06-admin-new-user")
+        await form.locator("button[type=submit]").click()
+        row = page.locator(f"#users-list tr[data-email='{email}']")
+        await expect(row).to_be_visible()
+        await shot(page, "07-admin-users")
+
+        # The new user logs in.
+        upage = await uctx.new_page()
+        await login(upage, email)
+        await expect(upage.locator("main h1")).to_contain_text("Nuria Nueva")
+
+        # Deactivated by the admin: the user's open page goes back to the login at once.
+        await row.locator("[data-action=toggle-active]").click()
+        await page.locator(".modal .btn-danger").click()
+        await expect(row.locator(".chip-off")).to_be_visible()
+        await expect(upage.locator("#login-error")).to_contain_text("sesión ha terminado")
+        await expect(upage.locator("#app-header")).to_be_hidden()
+        r = await upage.request.get("/api/v1/me")
+        assert r.status == 401
+    finally:
+        await actx.close()
+        await uctx.close()
+
+
+async def test_admin_screens(web_stack: WebStack, admin: Api, browser: Browser) -> None:
+    ctx = await new_context(browser, web_stack)
+    try:
+        page = await ctx.new_page()
+        await login(page, web_stack.admin_email)
+        await shot(page, "08-admin-dashboard")
+        await page.goto("/admin/keys")
+        await page.locator("#new-key").click()
+        await page.locator(".modal input[name=name]").fill("tpv-tiendas")
+        await page.locator(".modal button[type=submit]").click()
+        key = page.locator("#new-key-value")
+        await expect(key).to_have_value(re.compile(r"^avk_[0-9a-f]{8}_"))
+        await shot(page, "09-admin-key-created")
+        await page.keyboard.press("Escape")
+        await expect(page.locator("td", has_text="tpv-tiendas")).to_be_visible()
+        for path, name in (
+            ("/admin/rules", "10-admin-rules"),
+            ("/admin/deliveries", "11-admin-deliveries"),
+            ("/admin/health", "12-admin-health"),
+            ("/reports", "13-reports"),
+        ):
+            await page.goto(path)
+            await expect(page.locator("main h1")).to_be_visible()
+            await page.wait_for_load_state("networkidle")
+            await shot(page, name)
+        await page.goto("/admin/health")
+        await expect(page.locator("main .chip-ok").first).to_have_text("Listo")
+    finally:
+        await ctx.close()
+
+
+# --- the PWA: offline, service worker, push ---------------------------------------------
+
+
+async def wait_controlled(page: Page) -> None:
+    await page.wait_for_function(
+        "navigator.serviceWorker && navigator.serviceWorker.controller !== null"
+    )
+
+
+async def test_offline_cached_notifications_and_queued_mark_read(
+    web_stack: WebStack, admin: Api, browser: Browser
+) -> None:
+    user = await new_user(admin, "staff")
+    first = await notify(admin, user["id"], "Caducidad: Yogur natural", "high")
+    await notify(admin, user["id"], "Traspaso TR-9 enviado", "normal")
+    ctx = await new_context(browser, web_stack)
+    try:
+        page = await ctx.new_page()
+        await login(page, user["email"])
+        await page.goto("/notifications")
+        await expect(page.locator("avisos-center li.note")).to_have_count(2)
+        await wait_controlled(page)
+
+        await ctx.set_offline(True)
+        await page.reload()
+        await expect(page.locator("#offline-banner")).to_be_visible()
+        center = page.locator("avisos-center")
+        await expect(center).to_have_attribute("data-offline", "true")
+        await expect(center.locator("li.note")).to_have_count(2)
+        item = center.locator(f"li.note[data-id='{first}']")
+        await item.locator("[data-action=read]").click()
+        await expect(item).to_have_attribute("data-read", "true")
+        await expect(bell(page)).to_have_attribute("data-count", "1")
+        await shot(page, "14-offline")
+        user_api = await Api.login(web_stack.api.url, user["email"])
+        try:
+            n = await user_api.call("GET", f"/v1/notifications/{first}")
+            assert n["read_at"] is None  # still only queued
+
+            await ctx.set_offline(False)
+            await expect(page.locator("#offline-banner")).to_be_hidden()
+            for _ in range(50):
+                n = await user_api.call("GET", f"/v1/notifications/{first}")
+                if n["read_at"]:
+                    break
+                await asyncio.sleep(0.2)
+            assert n["read_at"] is not None
+            count = await user_api.call("GET", "/v1/notifications/unread-count")
+            assert count["total"] == 1
+        finally:
+            await user_api.close()
+        await expect(bell(page)).to_have_attribute("data-count", "1")
+    finally:
+        await ctx.close()
+
+
+async def test_service_worker_manifest_and_push_notification(
+    web_stack: WebStack, admin: Api, browser: Browser
+) -> None:
+    user = await new_user(admin, "staff")
+    ctx = await new_context(browser, web_stack)
+    try:
+        await ctx.grant_permissions(["notifications"], origin=web_stack.url)
+        page = await ctx.new_page()
+        await login(page, user["email"])
+        await wait_controlled(page)
+        manifest = await page.evaluate(
+            """async () => {
+              const link = document.querySelector('link[rel=manifest]');
+              const m = await (await fetch(link.href)).json();
+              const reg = await navigator.serviceWorker.ready;
+              return {name: m.name, scope: reg.scope, active: !!reg.active};
+            }"""
+        )
+        assert manifest == {"name": manifest["name"], "scope": f"{web_stack.url}/", "active": True}
+
+        # Deliver a push to the service worker (what the browser's push service would do)
+        # through the DevTools protocol: the real push event handler runs.
+        cdp = await ctx.new_cdp_session(page)
+        regs: list[dict[str, Any]] = []
+        cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: regs.extend(e["registrations"]))
+        await cdp.send("ServiceWorker.enable")
+        for _ in range(50):
+            if regs:
+                break
+            await asyncio.sleep(0.1)
+        reg_id = next(r["registrationId"] for r in regs if not r.get("isDeleted"))
+        payload = {
+            "title": "Agotado: Café molido",
+            "body": "Sin existencias en WEB-01",
+            "url": "/notifications",
+            "tag": "push-e2e",
+            "priority": "critical",
+            "notification_id": str(uuid.uuid4()),
+            "delivery_id": str(uuid.uuid4()),
+        }
+        await cdp.send(
+            "ServiceWorker.deliverPushMessage",
+            {"origin": web_stack.url, "registrationId": reg_id, "data": json.dumps(payload)},
+        )
+        shown = None
+        for _ in range(50):
+            shown = await page.evaluate(
+                """async () => {
+                  const reg = await navigator.serviceWorker.ready;
+                  const list = await reg.getNotifications({tag: 'push-e2e'});
+                  return list.length ? {title: list[0].title, body: list[0].body,
+                                        url: list[0].data.url, sticky: list[0].requireInteraction}
+                                     : null;
+                }"""
+            )
+            if shown:
+                break
+            await asyncio.sleep(0.1)
+        assert shown == {
+            "title": "Agotado: Café molido",
+            "body": "Sin existencias en WEB-01",
+            "url": "/notifications",
+            "sticky": True,
+        }
+    finally:
+        await ctx.close()
+
+
+async def test_phone_layout(web_stack: WebStack, admin: Api, browser: Browser) -> None:
+    user = await new_user(admin, "manager")
+    await notify(admin, user["id"], "Stock bajo: Tomate frito", "high")
+    ctx = await new_context(
+        browser, web_stack, viewport={"width": 360, "height": 740}, is_mobile=True, locale="en-GB"
+    )
+    try:
+        page = await ctx.new_page()
+        await page.goto("/")
+        await expect(page.locator("h1")).to_have_text("Log in")
+        await shot(page, "15-phone-login")
+        await login(page, user["email"])
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth > document.documentElement.clientWidth"
+        )
+        assert not overflow, "the page scrolls sideways at 360 px"
+        await shot(page, "16-phone-dashboard")
+        await bell(page).locator("button").click()
+        await expect(page.locator("#center-modal li.note")).to_have_count(1)
+        await shot(page, "17-phone-center")
+        await page.keyboard.press("Escape")
+        await page.locator("#nav-toggle").click()
+        await expect(page.locator("#app-nav a[href='/reports']")).to_be_visible()
+        await shot(page, "18-phone-menu")
     finally:
         await ctx.close()

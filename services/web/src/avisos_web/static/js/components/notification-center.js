@@ -210,6 +210,7 @@ class AvisosCenter extends HTMLElement {
 
   setOffline(offline) {
     this.offline = offline;
+    this.dataset.offline = String(offline);
     this.banner.hidden = !offline;
     this.markAllBtn.disabled = offline;
   }

@@ -56,7 +56,7 @@ export async function openPreferences() {
   let channels;
   if (prefs) {
     const rows = prefs.categories.map((c) => h("tr", {},
-      h("th", { scope: "row" }, catLabel(c.category), c.mandatory ? h("span", { class: "chip chip-lock" }, `🔒 ${t("prefs.mandatory")}`) : null),
+      h("th", { scope: "row" }, catLabel(c.category), c.mandatory ? h("span", { class: "chip chip-lock" }, t("prefs.mandatory")) : null),
       CHANNELS.map((ch) => {
         const st = c.channels[ch] || { enabled: false, locked: false };
         const box = h("input", {

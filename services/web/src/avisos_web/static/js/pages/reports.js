@@ -33,9 +33,13 @@ export async function renderReports(main) {
   const emailCopy = h("input", { type: "checkbox", id: "rep-email" });
   const error = h("p", { class: "form-error", role: "alert" });
   const form = h("form", { class: "card stack-form" }, h("h2", {}, t("reports.new")),
-    h("div", { class: "grid-2" }, field(t("reports.kind"), kind), field("source_event_id", source), field(t("reports.from"), from), field(t("reports.to"), to)),
+    h("div", { class: "grid-2" }, field(t("reports.kind"), kind), field(t("reports.source_event"), source), field(t("reports.from"), from), field(t("reports.to"), to)),
     h("div", { class: "check" }, emailCopy, h("label", { for: "rep-email" }, t("reports.email_copy"))), error,
     h("div", { class: "form-actions" }, h("button", { class: "btn btn-primary", type: "submit" }, t("reports.request"))));
+  const sourceField = source.closest(".field");
+  const syncKind = () => { sourceField.hidden = kind.value !== "ack_ledger"; };
+  kind.addEventListener("change", syncKind);
+  syncKind();
   const jobs = h("div", {}, t("common.loading"));
   const schedules = h("div", {}, t("common.loading"));
   const page = h("section", { class: "page" }, h("h1", {}, t("reports.title")), form, h("h2", {}, t("reports.jobs")), jobs, h("h2", {}, t("reports.schedules")), schedules);
@@ -44,7 +48,7 @@ export async function renderReports(main) {
   const loadJobs = async () => {
     try {
       const list = await api("/v1/reports");
-      clear(jobs, list.items.length ? table([t("reports.kind"), t("deliveries.started"), t("common.status"), ""], list.items.map(jobRow)) : h("p", { class: "muted" }, t("dash.none")));
+      clear(jobs, list.items.length ? table([t("reports.kind"), t("deliveries.started"), t("common.status"), ""], list.items.map(jobRow)) : h("p", { class: "muted" }, t("reports.none")));
       clearTimeout(pollTimer);
       if (page.isConnected && list.items.some((j) => j.status === "queued" || j.status === "running")) pollTimer = setTimeout(loadJobs, POLL_MS);
       return true;
