@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from avisos_api import outbox
 from avisos_api.events import deliveries
-from avisos_api.events.context import Work
+from avisos_api.events.context import Work, lock_users
 from avisos_api.exceptions import Conflict, InvalidInput
 from avisos_api.models import Notification, User
 from avisos_api.models_events import Alert, ProcessedEvent, Rule
@@ -159,6 +159,7 @@ async def update_in_place(
     per_user: dict[uuid.UUID, list[Notification]] = {}
     for n in rows:
         per_user.setdefault(n.recipient_id, []).append(n)
+    await lock_users(work.session, per_user)
     rounds = max(len(v) for v in per_user.values())
     for i in range(rounds):
         ids = [uid for uid, ns in per_user.items() if len(ns) > i]
@@ -210,6 +211,7 @@ async def resolve(
         await work.session.scalars(
             select(Alert)
             .where(Alert.sku == sku, Alert.location_code == location_code, Alert.state == "open")
+            .order_by(Alert.id)
             .with_for_update()
         )
     )
@@ -373,6 +375,7 @@ async def _escalate(
     state = await alert_data(work, alert)
     users = await work.users(recipients)
     prefs = await load_many(work.session, users.values())
+    await lock_users(work.session, recipients)
     channels: list[Channel] = ["in_app", *step.get("channels", [])]
     category = rule.category if rule else "inventory"
     for uid, user in users.items():

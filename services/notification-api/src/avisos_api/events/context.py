@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from avisos_api.core.config import Settings
@@ -36,6 +36,18 @@ def state_clock(extras: dict[str, Any]) -> Clock:
     """The clock in ``AppState.extras['clock']`` (tests inject one), else the real one."""
     clock: Clock | None = extras.get("clock")
     return clock or utcnow
+
+
+async def lock_users(session: AsyncSession, ids: Iterable[uuid.UUID]) -> None:
+    """Lock the users' rows (their seq counters) in id order, all at once. Later
+    ``allocate_seqs`` calls in several batches then never wait on each other across
+    transactions in different orders, which could deadlock."""
+    wanted = sorted(set(ids))
+    if wanted:
+        await session.execute(
+            text("SELECT id FROM users WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
+            {"ids": wanted},
+        )
 
 
 @dataclass

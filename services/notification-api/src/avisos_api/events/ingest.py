@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from avisos_api.api.deps import AppState
 from avisos_api.events import alerts as alert_svc
 from avisos_api.events import deliveries
-from avisos_api.events.context import Work, state_clock
+from avisos_api.events.context import Work, lock_users, state_clock
 from avisos_api.events.schemas import ALERT_CONDITIONS, RESOLVING_TYPES, ValidEvent
 from avisos_api.models import Notification
 from avisos_api.models_events import Alert, ProcessedEvent
@@ -214,6 +214,7 @@ async def _notify(
             continue
         subject, message = await work.render_in_app(type_, base, user, d.priority)
         groups.setdefault((subject, message, d.priority, d.category), []).append(uid)
+    await lock_users(work.session, [u for uids in groups.values() for u in uids])
     count = 0
     for (subject, message, priority, category), uids in groups.items():
         spec = notif_svc.NotificationSpec(
