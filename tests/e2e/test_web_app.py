@@ -314,6 +314,11 @@ async def test_login_live_bell_toast_and_second_tab(
         await expect(bell(page)).to_have_attribute("data-count", "0")
         await expect(bell(page2)).to_have_attribute("data-count", "0")
         await expect(modal.locator("li.note").first).to_have_attribute("data-read", "true")
+        # The stock-out alert is a team alert: claiming it shows who handles it.
+        await item.locator("[data-action=acknowledge]").click()
+        await expect(modal.locator("li.note").first.locator(".chip-ok")).to_contain_text(
+            user["display_name"]
+        )
         # Escape closes the modal and focus returns to the bell.
         await page.keyboard.press("Escape")
         await expect(modal).to_have_count(0)
@@ -403,6 +408,10 @@ async def test_preferences_saved_and_reloaded(
                 "() => document.querySelector('#prefs-modal').contains(document.activeElement)"
             )
             assert inside
+        await page.keyboard.press("Escape")
+        await page.locator("#logout-btn").click()
+        await expect(page.locator("#login-email")).to_be_visible()
+        assert (await page.request.get("/api/v1/me")).status == 401
     finally:
         await ctx.close()
 
@@ -630,5 +639,11 @@ async def test_phone_layout(web_stack: WebStack, admin: Api, browser: Browser) -
         await page.locator("#nav-toggle").click()
         await expect(page.locator("#app-nav a[href='/reports']")).to_be_visible()
         await shot(page, "18-phone-menu")
+        await page.locator("#app-nav a[href='/notifications']").click()
+        await expect(page.locator("avisos-center li.note")).to_have_count(1)
+        await page.goto("/notifications?priority=low")
+        await expect(page.locator("avisos-center .list-status")).to_have_text(
+            re.compile("No hay notificaciones")
+        )
     finally:
         await ctx.close()

@@ -66,6 +66,8 @@ class AvisosCenter extends HTMLElement {
     if (this.listEl) return;
     this.mode = this.getAttribute("mode") || "page";
     this.focusId = this.getAttribute("focus") || null;
+    this.filters.priority = this.getAttribute("priority") || "";
+    this.filters.category = this.getAttribute("category") || "";
     this.build();
     this.off = [
       on("notification", (d) => this.upsert(d.notification, d.live)),
@@ -106,6 +108,8 @@ class AvisosCenter extends HTMLElement {
       f.q = q.value.trim();
       this.reload();
     };
+    category.value = f.category;
+    priority.value = f.priority;
     for (const el of [unread, archived, category, priority, since, until]) el.addEventListener("change", changed);
     q.addEventListener("input", () => {
       clearTimeout(timer);

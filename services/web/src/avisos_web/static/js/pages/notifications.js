@@ -25,8 +25,8 @@ async function detail(id) {
     n.action_url ? h("p", {}, h("a", { href: n.action_url, class: "btn btn-small", ...(n.action_url.startsWith("/") ? { "data-link": "" } : { target: "_blank", rel: "noopener noreferrer" }) }, t("center.open_action"))) : null);
 }
 
-export async function renderNotifications(main, params) {
-  const center = h("avisos-center", { mode: "page" });
+export async function renderNotifications(main, params, query = {}) {
+  const center = h("avisos-center", { mode: "page", priority: query.priority || null, category: query.category || null });
   const section = h("section", { class: "page" }, h("h1", {}, t("center.title")));
   clear(main, section);
   if (params.id) {
