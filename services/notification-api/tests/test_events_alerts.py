@@ -212,3 +212,27 @@ async def test_escalation_loop_reads_the_injected_clock(people: People, state: A
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert _only(await inbox(mgr), type="alert.escalated")["data"]["escalation"]["level"] == 1
+
+
+async def test_concurrent_readings_of_one_key_make_one_alert(
+    people: People, state: AppState
+) -> None:
+    store = await people.location()
+    mgrs = [await people.create(roles=["manager"], locations=[store]) for _ in range(2)]
+    pub = await publisher(people)
+    sku = f"SKU-{uuid.uuid4().hex[:6]}"
+    envs = [envelope("stock.low", store, sku=sku, quantity=q) for q in (9, 8, 7, 6, 5)]
+    results = await asyncio.gather(*(pub.post("/v1/events", json=e) for e in envs))
+    assert [r.status_code for r in results] == [201] * 5
+    assert len({r.json()["alert_id"] for r in results}) == 1
+    for m in mgrs:
+        (n,) = [n for n in await inbox(m) if n["type"] == "stock.low"]
+        assert n["data"]["alert"]["state"] == "open"
+    async with state.sessionmaker() as s:
+        row = (
+            await s.execute(
+                text("SELECT count(*) AS n, max(event_count) AS c FROM alerts WHERE sku = :s"),
+                {"s": sku},
+            )
+        ).one()
+    assert (row.n, row.c) == (1, 5)
