@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aio_pika
+import httpx
 import psycopg
 import pytest
 from reports_kit import Seed
@@ -35,7 +36,7 @@ from avisos_reports.maintenance import Cleanup, Scheduler
 from avisos_reports.schedule import next_run_after
 from avisos_reports.service import ReportsService
 from avisos_reports.settings import ReportsSettings
-from avisos_testkit.infra import Backing
+from avisos_testkit.infra import Backing, free_port
 from conftest import INTERNAL_TOKEN, InternalApiStub, new_job
 
 pytestmark = pytest.mark.timeout(120)
@@ -230,6 +231,7 @@ async def test_killed_service_job_is_requeued_then_done(
     """SIGKILL the reports process mid-job: the job's heartbeat goes stale, the reaper
     requeues it, and a live instance finishes it (never stuck "running")."""
     user = _bulk_user(db, 100_000)
+    port = free_port()
     env = {
         **os.environ,
         **backing.env(),
@@ -238,12 +240,27 @@ async def test_killed_service_job_is_requeued_then_done(
         "AVISOS_REPORTS_FETCH_ROWS": "500",
         "AVISOS_API_INTERNAL_URL": rsettings.api_internal_url,
         "AVISOS_INTERNAL_TOKEN": INTERNAL_TOKEN,
+        "AVISOS_REPORTS_PORT": str(port),
     }
     # Only the doomed process consumes while the job starts.
     assert service.worker is not None
     await service.worker.stop(5.0)
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "avisos_reports", env=env)
     try:
+        # The process's probes: ready once it consumes the job queue.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+
+            async def ready() -> bool:
+                try:
+                    return (await http.get("/readyz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await eventually(ready)
+            assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/nope")).status_code == 404
+            metrics = (await http.get("/metrics")).text
+            assert "avisos_reports_jobs_running" in metrics
         job_id = new_job(
             db, user, "notification_activity", {"date_from": "2025-06-01", "date_to": "2025-06-03"}
         )

@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from avisos_reports.build import (
 from avisos_reports.db import Database
 from avisos_reports.definitions import ReportError
 from avisos_reports.i18n import t
+from avisos_reports.metrics import BUILD_SECONDS, JOBS, ROWS, RUNNING
 from avisos_reports.notify import Notifier, report_email, send_report_email
 from avisos_reports.settings import ReportsSettings
 
@@ -161,6 +163,8 @@ class JobRunner:
         progress = _Progress()
         heartbeat = asyncio.create_task(self._heartbeat(job, progress))
         s = self.settings
+        RUNNING.inc()
+        started = time.monotonic()
         try:
             built = await asyncio.to_thread(
                 build_report,
@@ -176,12 +180,15 @@ class JobRunner:
                 zip_level=s.reports_zip_level,
             )
         except JobCancelled:
+            JOBS.labels("abandoned").inc()
             log.warning("report job lost its lease; abandoned", extra={"job_id": str(job.id)})
             return
         except ReportError as exc:
             await self._fail(job, str(exc))
             return
         finally:
+            RUNNING.dec()
+            BUILD_SECONDS.observe(time.monotonic() - started)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -242,6 +249,8 @@ class JobRunner:
             (self.settings.reports_dir / built.storage_key).unlink(missing_ok=True)
             log.warning("finished after losing the lease; discarded", extra={"job_id": str(job.id)})
             return
+        JOBS.labels("done").inc()
+        ROWS.inc(built.rows)
         log.info(
             "report done",
             extra={"job_id": str(job.id), "rows": built.rows, "bytes": built.size},
@@ -315,6 +324,7 @@ class JobRunner:
             {"id": job.id, "owner": self.instance_id, "reason": reason},
         )
         if row is not None:
+            JOBS.labels("failed").inc()
             log.warning("report failed", extra={"job_id": str(job.id), "reason": reason})
             await publish_status(
                 self.publisher,

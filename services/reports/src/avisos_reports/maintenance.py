@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from avisos_common.amqp import Publisher, PublishError
 from avisos_reports.db import Database
 from avisos_reports.jobs import Clock, enqueue, publish_status, utcnow
+from avisos_reports.metrics import REAPED, SCHEDULED
 from avisos_reports.params import zone_or_default
 from avisos_reports.schedule import next_run_after, period_for_run
 from avisos_reports.settings import ReportsSettings
@@ -72,6 +73,7 @@ class Reaper:
         )
         result = ReapResult([], [], [])
         for row in stale:
+            REAPED.labels(row["status"]).inc()
             if row["status"] == "failed":
                 result.failed.append(row["id"])
                 log.warning("job failed: worker lost", extra={"job_id": str(row["id"])})
@@ -90,6 +92,7 @@ class Reaper:
                     self.publisher, user_id=row["requested_by"], job_id=row["id"], status="queued"
                 )
         for row in lost:
+            REAPED.labels("republished").inc()
             result.republished.append(row["id"])
             await self._enqueue(row["id"], row["requested_by"])
         return result
@@ -202,6 +205,7 @@ class Scheduler:
                 )
                 started.append((job_id, s["owner_id"]))
         for job_id, owner in started:
+            SCHEDULED.inc()
             log.info("scheduled report started", extra={"job_id": str(job_id)})
             try:
                 await enqueue(self.publisher, job_id, owner)

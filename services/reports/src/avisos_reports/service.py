@@ -15,6 +15,7 @@ from avisos_common.amqp import Publisher, Reject, RetryLater, Worker, connect
 from avisos_common.messages import ReportJobRequested
 from avisos_common.topology import QUEUE_REPORTS
 from avisos_reports.db import Database
+from avisos_reports.health import HealthServer
 from avisos_reports.jobs import Clock, JobRunner, utcnow
 from avisos_reports.maintenance import Cleanup, Reaper, Scheduler, every
 from avisos_reports.notify import Notifier
@@ -94,6 +95,7 @@ class ReportsService:
         self.cleanup: Cleanup | None = None
         self.scheduler: Scheduler | None = None
         self._loops: list[asyncio.Task[None]] = []
+        self.health: HealthServer | None = None
 
     async def start(self, *, loops: bool = True) -> None:
         self.settings.reports_dir.mkdir(parents=True, exist_ok=True)
@@ -121,9 +123,25 @@ class ReportsService:
                     every(s.reports_scheduler_interval_secs, self.scheduler.run_once, "scheduler")
                 ),
             ]
+        if self.settings.reports_port:
+            self.health = HealthServer(
+                self.settings.reports_host, self.settings.reports_port, self.ready
+            )
+            await self.health.start()
         log.info("reports service started", extra={"instance": self.instance_id})
 
+    async def ready(self) -> bool:
+        """Broker connected, job queue consumed, database answering."""
+        if self.connection is None or self.connection.is_closed or self.worker is None:
+            return False
+        if self.worker._consumer_tag is None:
+            return False
+        row = await self.db.fetchrow("SELECT 1 AS ok")
+        return row is not None
+
     async def stop(self, timeout_secs: float = 30.0) -> None:
+        if self.health is not None:
+            await self.health.stop()
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)

@@ -12,6 +12,9 @@ from avisos_common.settings import ServiceSettings
 class ReportsSettings(ServiceSettings):
     """Where files go, how long they live, and the timings of the job lease."""
 
+    #: Port of /healthz, /readyz and /metrics (0: no endpoint).
+    reports_port: int = 0
+    reports_host: str = "0.0.0.0"
     #: Shared storage for report files; ``Attachment.storage_key`` is relative to it.
     reports_dir: Path = Path("/var/lib/avisos/reports")
     #: Days a finished report file is kept before the cleanup loop deletes it.
