@@ -146,3 +146,18 @@ async def test_publishing_needs_the_scope(people: People) -> None:
     )
     assert r.status_code == 403
     assert "events:publish" in r.json()["detail"]
+
+
+async def test_admins_list_applied_events(people: People) -> None:
+    store = await people.location()
+    pub = await publisher(people)
+    source = f"erp-{uuid.uuid4().hex[:6]}"
+    env = envelope("order.delayed", store, source=source)
+    await post(pub, env)
+    admin = await people.create(roles=["admin"])
+    rows = (await admin.client.get("/v1/events", params={"source": source})).json()
+    assert [(r["id"], r["type"], r["received_via"]) for r in rows] == [
+        (env["id"], "order.delayed", "http")
+    ]
+    staff = await people.create()
+    assert (await staff.client.get("/v1/events")).status_code == 403
