@@ -298,10 +298,14 @@ async def test_login_live_bell_toast_and_second_tab(
         await expect(page.locator("avisos-toasts [aria-live=polite]")).to_contain_text("Leche")
         await shot(page, "02-dashboard-toast")
 
-        # A second tab of the same user.
+        # A second tab of the same user, and another device (its own session).
         page2 = await ctx.new_page()
         await page2.goto("/")
         await expect(bell(page2)).to_have_attribute("data-count", "1")
+        other_device = await new_context(browser, web_stack)
+        phone = await other_device.new_page()
+        await login(phone, user["email"])
+        await expect(bell(phone)).to_have_attribute("data-count", "1")
 
         # Mark read in the modal of the first tab: the second tab's counter goes down.
         await bell(page).locator("button").click()
@@ -313,6 +317,8 @@ async def test_login_live_bell_toast_and_second_tab(
         await item.locator("[data-action=read]").click()
         await expect(bell(page)).to_have_attribute("data-count", "0")
         await expect(bell(page2)).to_have_attribute("data-count", "0")
+        await expect(bell(phone)).to_have_attribute("data-count", "0")  # through the gateway
+        await other_device.close()
         await expect(modal.locator("li.note").first).to_have_attribute("data-read", "true")
         # The stock-out alert is a team alert: claiming it shows who handles it.
         await item.locator("[data-action=acknowledge]").click()
