@@ -107,8 +107,10 @@ async def check_backing(env: dict[str, str]) -> list[str]:
     except Exception as exc:
         down.append(("RabbitMQ", exc))
     for name, exc in down:
-        say(f"{name} does not answer ({type(exc).__name__}: {exc}). Start it with:\n  "
-            f"{HOW_TO_START[name]}")
+        say(
+            f"{name} does not answer ({type(exc).__name__}: {exc}). Start it with:\n  "
+            f"{HOW_TO_START[name]}"
+        )
     return [name for name, _ in down]
 
 
@@ -157,8 +159,10 @@ def main() -> int:
             try:
                 stack.start(kind, port=PORTS[kind], timeout_secs=60)
             except (RuntimeError, TimeoutError) as exc:
-                say(f"{kind} did not start: {str(exc).splitlines()[0]}; "
-                    f"see {ROOT / 'var' / 'logs' / (kind + '.log')}")
+                say(
+                    f"{kind} did not start: {str(exc).splitlines()[0]}; "
+                    f"see {ROOT / 'var' / 'logs' / (kind + '.log')}"
+                )
         entry = web_url if "web" in stack.running else f"http://localhost:{PORTS['api']}/docs"
         from avisos_api.seed import DEMO_ADMIN_EMAIL, DEMO_PASSWORD
 

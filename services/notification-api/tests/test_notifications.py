@@ -256,5 +256,5 @@ async def test_changes_are_announced_on_the_bus(people: People, backing: Backing
     assert created["unread"]["by_priority"]["high"] == 1 and created["schema_version"] == 1
     assert read["kind"] == "notification.read_state" and read["notification_ids"] == [nid]
     assert read["unread"]["total"] == 0
-    raw = [m for m in tap.messages if b'"notification.created"' in m.body][0]
+    raw = next(m for m in tap.messages if b'"notification.created"' in m.body)
     assert raw.message_id == created["message_id"] and raw.delivery_mode == 2
