@@ -34,13 +34,14 @@ chromium: ## Install Debian's Chromium for the browser tests when missing
 run: install ## Start the whole stack locally (migrate, seed, every service); Ctrl-C stops it
 	$(UV) run --frozen python scripts/run.py
 
-test: install chromium ## Install what the tests need and run every test
+test: install chromium ## Install what the tests need; lint, then run every test
+	$(MAKE) --no-print-directory lint
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 lint: install ## ruff and mypy --strict
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy libs/*/src services/*/src
+	$(UV) run --frozen mypy -p avisos_common -p avisos_api -p avisos_gateway -p avisos_dispatcher -p avisos_reports -p avisos_web
 
 fmt: install ## Format and auto-fix
 	$(UV) run --frozen ruff format .
