@@ -191,9 +191,10 @@ def start_gateway(backing: Backing, port: int) -> subprocess.Popen[bytes]:
             "AVISOS_LOG_LEVEL": "WARNING",
         }
     )
-    profile = os.environ.get("BENCH_GATEWAY_PROFILE")  # a path: write a cProfile there
-    extra = ["-m", "cProfile", "-o", profile] if profile else []
-    return subprocess.Popen([sys.executable, *extra, "-m", "avisos_gateway"], env=env)
+    if os.environ.get("BENCH_GATEWAY_PROFILE"):  # a path: write a CPU-time profile there
+        script = str(Path(__file__).parent / "profile_gateway.py")
+        return subprocess.Popen([sys.executable, script], env=env)
+    return subprocess.Popen([sys.executable, "-m", "avisos_gateway"], env=env)
 
 
 def start_baseline(kind: str, port: int) -> subprocess.Popen[bytes]:
@@ -294,7 +295,12 @@ async def measure_memory(
 
 
 async def bench_gateway(
-    backing: Backing, pairs: list[tuple[str, str]], n: int, nworkers: int, phase_secs: float
+    backing: Backing,
+    pairs: list[tuple[str, str]],
+    n: int,
+    nworkers: int,
+    phase_secs: float,
+    memory_only: bool = False,
 ) -> dict[str, Any]:
     port = free_port()
     proc = start_gateway(backing, port)
@@ -306,6 +312,8 @@ async def bench_gateway(
         out["memory"] = await measure_memory(
             "avisos", proc.pid, workers, f"ws://127.0.0.1:{port}/ws", pairs, n
         )
+        if memory_only:
+            return out
         channel = await amqp.channel(publisher_confirms=False)
         exchange = await channel.get_exchange(EXCHANGE_REALTIME)
         feed = Feed(exchange, [u for u, _ in pairs[WARMUP : WARMUP + n]])
@@ -444,6 +452,7 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 connections, short phases")
     parser.add_argument("--connections", type=int, default=None)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--memory-only", action="store_true", help="skip latency and fan-out")
     parser.add_argument(
         "--only", choices=["avisos", "bare", "fastapi", "socketio"], action="append"
     )
@@ -459,15 +468,17 @@ async def main() -> None:
     try:
         pairs = await setup_users(backing, WARMUP + n)
         if "avisos" in kinds:
-            results["avisos"] = await bench_gateway(backing, pairs, n, args.workers, phase_secs)
+            results["avisos"] = await bench_gateway(
+                backing, pairs, n, args.workers, phase_secs, args.memory_only
+            )
         for kind in ("bare", "fastapi", "socketio"):
             if kind in kinds:
                 results[kind] = await bench_baseline(
-                    kind, pairs, n, args.workers, fanout=kind == "bare"
+                    kind, pairs, n, args.workers, fanout=kind == "bare" and not args.memory_only
                 )
     finally:
         await drop_backing(backing)
-    if "avisos" in results:
+    if "avisos" in results and not args.memory_only:
         print()
         print(table(results, n))
     out = ROOT / "bench" / "results"

@@ -23,7 +23,6 @@ import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -52,10 +51,6 @@ SWEEP_BATCH = 500
 #: A replay that cannot be written within this time means the client is too slow.
 REPLAY_WRITE_TIMEOUT_SECS = 30.0
 INTERNAL_TOKEN_HEADER = "X-Avisos-Internal-Token"  # noqa: S105 (a header name)
-
-
-#: Shared stand-in for every connection's handshake request once the handshake is over.
-HANDSHAKE_DONE = Request(path="/", headers=Headers())
 
 
 class Refused(Exception):
@@ -93,7 +88,13 @@ class Gateway:
     async def start(self) -> None:
         s = self.settings
         self.store = await Store.open(s.asyncpg_dsn, max_size=s.db_pool_max)
-        self.redis = aioredis.from_url(s.redis_url)
+        # Handshakes come in bursts (reconnect storms): wait for a pooled connection
+        # instead of failing when the pool is busy.
+        self.redis = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                s.redis_url, max_connections=s.redis_pool_max, timeout=5
+            )
+        )
         self.http = httpx.AsyncClient(base_url=s.api_internal_url, timeout=s.api_timeout_secs)
         self.server = await serve(
             self._handler,
@@ -199,11 +200,15 @@ class Gateway:
         assert self.store is not None
         prefix = s.redis_prefix
         try:
-            fresh = await self.redis.set(
-                f"{prefix}ticket:{ticket.jti}", "1", nx=True, ex=s.ticket_replay_window_secs
-            )
-            session_raw = await self.redis.get(f"{prefix}session:{ticket.session_id}")
-        except aioredis.RedisError as exc:
+            # One round trip: consume the ticket and read the session.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(
+                    f"{prefix}ticket:{ticket.jti}", "1", nx=True, ex=s.ticket_replay_window_secs
+                )
+                pipe.get(f"{prefix}session:{ticket.session_id}")
+                fresh, session_raw = await pipe.execute()
+        except (aioredis.RedisError, OSError) as exc:
+            log.warning("redis unavailable", extra={"error": repr(exc)})
             raise Refused(HTTPStatus.SERVICE_UNAVAILABLE, "redis_unavailable") from exc
         if not fresh:
             raise Refused(HTTPStatus.UNAUTHORIZED, "ticket_reused")
@@ -236,25 +241,27 @@ class Gateway:
 
     async def _handler(self, ws: ServerConnection) -> None:
         conn = cast(GatewayConnection, ws)
-        # The handshake's request and response are no longer needed: drop them (~1.5 KiB
-        # per connection). websockets only checks that ``request`` is set, so a shared
-        # placeholder stands in for it.
-        conn.request = HANDSHAKE_DONE
+        # The handshake's request and response are no longer needed (~2 KiB per
+        # connection, and the path holds the ticket). websockets' parser keeps a reference
+        # to the request, so empty it rather than only dropping ours.
+        if conn.request is not None:
+            conn.request.headers.clear()
+            conn.request.path = "/"
         conn.response = None
-        with avisos_logging.bind(connection_id=str(conn.id), user_id=str(conn.user_id)):
-            # Registered with ``pending`` set: live frames from now on wait for the catch-up.
-            self.hub.add(conn)
-            try:
-                if self.hub.was_revoked(conn.user_id, conn.session_id):
-                    await conn.close(protocol.CLOSE_SESSION_REVOKED, "session revoked")
-                    return
-                if not await self._open_stream(conn):
-                    return
+        # This task's own context (no context manager frame kept alive per connection).
+        avisos_logging.set_context(connection_id=str(conn.id), user_id=str(conn.user_id))
+        # Registered with ``pending`` set: live frames from now on wait for the catch-up.
+        self.hub.add(conn)
+        try:
+            if self.hub.was_revoked(conn.user_id, conn.session_id):
+                await conn.close(protocol.CLOSE_SESSION_REVOKED, "session revoked")
+                return
+            if await self._open_stream(conn):
                 await self._receive_loop(conn)
-            except ConnectionClosed:
-                pass
-            finally:
-                self.hub.remove(conn)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.hub.remove(conn)
 
     async def _open_stream(self, conn: GatewayConnection) -> bool:
         """Send ``connection_established``, the replay if a cursor was given, the unread

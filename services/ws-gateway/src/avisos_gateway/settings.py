@@ -63,6 +63,7 @@ class GatewaySettings(ServiceSettings):
     close_timeout_secs: float = 5.0
     drain_timeout_secs: float = 10.0
     db_pool_max: int = 10
+    redis_pool_max: int = 32
     #: Concurrent catch-up queries (resume and gap repair) this instance runs.
     catch_up_concurrency: int = 8
 
