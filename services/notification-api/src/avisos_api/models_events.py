@@ -206,5 +206,6 @@ class ScheduledDelivery(Base):
     digest_window: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     released_at: Mapped[dt.datetime | None]
-    #: ``sent``, or why it was dropped: ``read`` (unread check), ``inactive`` (user).
+    #: ``sent``, or why it was dropped: ``read`` (unread check), ``opted_out``
+    #: (preference changed while waiting), ``inactive`` (user deactivated).
     outcome: Mapped[str | None] = mapped_column(String(32))

@@ -194,15 +194,18 @@ async def release_due(work: Work, limit: int = RELEASE_BATCH) -> int:
 
 async def _release_one(work: Work, row: ScheduledDelivery, prefs: UserPrefs | None) -> None:
     msg = delivery_adapter.validate_python(row.payload)
-    if row.kind == "unread_check":
-        n = (
-            await work.session.get(Notification, row.notification_id)
-            if row.notification_id
-            else None
-        )
-        if n is None or n.read_at is not None or n.archived_at is not None:
-            row.released_at, row.outcome = work.now, "read"
-            return
+    n = None
+    if row.notification_id is not None:
+        n = await work.session.get(Notification, row.notification_id)
+    if row.kind == "unread_check" and (
+        n is None or n.read_at is not None or n.archived_at is not None
+    ):
+        row.released_at, row.outcome = work.now, "read"
+        return
+    if n is not None and prefs is not None and not prefs.allows(n.category, row.channel):
+        # The user opted out while it waited (e.g. during quiet hours).
+        row.released_at, row.outcome = work.now, "opted_out"
+        return
     quiet_end = None
     if prefs is not None and msg.priority != "critical":
         quiet_end = prefs.quiet_until(work.now)
