@@ -17,7 +17,7 @@ acknowledged_at}; acknowledgements in ``data.ack`` {at, by_name} (or
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -676,11 +676,3 @@ BUILDERS: dict[ReportKind, Callable[[BuildContext], Report]] = {
     "inventory_alerts": inventory_alerts,
     "ack_ledger": ack_ledger,
 }
-
-
-def report_title(kind: ReportKind, lang: Lang) -> str:
-    return t(lang, kind)
-
-
-def columns_of(report: Report) -> Sequence[Sequence[Column]]:
-    return [tb.columns for tb in report.tables]

@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from avisos_common import logging as avisos_logging
@@ -333,7 +332,3 @@ class JobRunner:
                 status="failed",
                 error=reason,
             )
-
-
-def file_path(reports_dir: Path, storage_key: str) -> Path:
-    return reports_dir / storage_key

@@ -25,7 +25,7 @@ import queue
 import re
 import threading
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import islice
@@ -543,11 +543,3 @@ def safe_sheet_title(title: str, taken: Iterable[str] = ()) -> str:
         candidate = base[: 31 - len(suffix)] + suffix
         n += 1
     return candidate
-
-
-def chunked(iterator: Iterator[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:
-    while True:
-        batch = list(islice(iterator, size))
-        if not batch:
-            return
-        yield batch
