@@ -252,3 +252,13 @@ def test_docker_compose_config_when_available(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_twilio_callback_url_is_the_api_route() -> None:
+    from avisos_api.api.routes import webhooks
+
+    path = next(r.path for r in webhooks.router.routes if r.path.endswith("/twilio/status"))  # type: ignore[attr-defined]
+    env = generated_env()
+    for name in ("notification-api", "dispatcher"):
+        url = service_env(SERVICES[name], env)["AVISOS_TWILIO_STATUS_CALLBACK_URL"]
+        assert url == f"{env['AVISOS_PUBLIC_URL']}/api{path}", name

@@ -22,3 +22,19 @@ def test_reference_lists_secrets_and_descriptions() -> None:
     for name in cls.model_fields:
         if name != "secret_fields":
             assert f"`AVISOS_{name.upper()}`" in block
+
+
+def test_every_settings_class_is_registered() -> None:
+    """A settings class defined anywhere in a service must be listed in SERVICE_MODULES,
+    or its variables would be missing from the reference and from the compose checks."""
+    import re
+
+    from config_reference import ROOT, SERVICE_MODULES
+
+    registered = {m for modules in SERVICE_MODULES.values() for m in modules}
+    pattern = re.compile(r"^class \w+\((?:ServiceSettings|BaseSettings)\)", re.MULTILINE)
+    for path in (ROOT / "services").glob("*/src/**/*.py"):
+        if pattern.search(path.read_text()):
+            src = next(p for p in path.parents if p.name == "src")
+            module = ".".join(path.relative_to(src).with_suffix("").parts)
+            assert module in registered, f"{module} defines settings; add it to SERVICE_MODULES"
