@@ -17,6 +17,7 @@ from typing import Any
 
 import jwt
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Origin
 
 CONNECT_CONCURRENCY = 64
 
@@ -29,6 +30,8 @@ class Stats:
     connected: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    #: Set whenever a connection attempt ends (connected or failed).
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _ticket(secret: str, user: str, sid: str) -> str:
@@ -69,7 +72,7 @@ async def _hold(
                 url = f"{base}?user={user}"
             ws = await connect(
                 url,
-                origin=origin,
+                origin=Origin(origin),
                 compression=None,
                 ping_interval=None,  # type: ignore[arg-type]
                 open_timeout=120,
@@ -86,8 +89,10 @@ async def _hold(
             stats.failed += 1
             if len(stats.errors) < 5:
                 stats.errors.append(repr(exc))
+            stats.progress.set()
             return
         stats.connected += 1
+        stats.progress.set()
         sockets.append(ws)
     try:
         async for msg in ws:
@@ -133,7 +138,8 @@ async def _main(pipe: Connection) -> None:
             ]
             tasks.extend(batch)
             while stats.connected + stats.failed - before_ok - before_failed < len(pairs):
-                await asyncio.sleep(0.05)
+                await stats.progress.wait()
+                stats.progress.clear()
             pipe.send(
                 (
                     "connected",
@@ -160,7 +166,7 @@ async def _main(pipe: Connection) -> None:
 
 
 def worker_main(pipe: Connection) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     import uvloop
 

@@ -38,14 +38,14 @@ from typing import Any
 
 import aio_pika
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped]
 from websockets.asyncio.client import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from clients import worker_main  # noqa: E402
+from clients import worker_main  # type: ignore[import-not-found]  # noqa: E402
 
 from avisos_common.amqp import connect as amqp_connect  # noqa: E402
 from avisos_common.messages import (  # noqa: E402
@@ -459,7 +459,7 @@ async def main() -> None:
     args = parser.parse_args()
     n = args.connections or (2000 if args.quick else 10_000)
     phase_secs = 3.0 if args.quick else 10.0
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     kinds = args.only or ["avisos", "bare", "fastapi", "socketio"]
     print(f"gateway bench: {n} connections over {args.workers} client processes", flush=True)

@@ -77,11 +77,11 @@ def run_socketio(port: int) -> None:
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*")
     users: dict[str, str] = {}
 
-    @sio.event  # type: ignore[misc]
+    @sio.event  # type: ignore[misc,untyped-decorator]
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         users[sid] = environ.get("QUERY_STRING", "")
 
-    @sio.event  # type: ignore[misc]
+    @sio.event  # type: ignore[misc,untyped-decorator]
     async def disconnect(sid: str, *args: Any) -> None:
         users.pop(sid, None)
 
