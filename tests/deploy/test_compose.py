@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from deploykit import (
     AVISOS_SERVICES,
     BACKING,
@@ -262,3 +263,12 @@ def test_twilio_callback_url_is_the_api_route() -> None:
     for name in ("notification-api", "dispatcher"):
         url = service_env(SERVICES[name], env)["AVISOS_TWILIO_STATUS_CALLBACK_URL"]
         assert url == f"{env['AVISOS_PUBLIC_URL']}/api{path}", name
+
+
+def test_backing_ports_override_is_local_only() -> None:
+    override = yaml.safe_load((ROOT / "deploy/compose/backing-ports.yaml").read_text())
+    assert set(override["services"]) == set(BACKING)
+    for name, service in override["services"].items():
+        assert set(service) == {"ports"}, name
+        for port in service["ports"]:
+            assert str(port).startswith("127.0.0.1:"), (name, port)
