@@ -60,14 +60,20 @@ def test_alert_rules() -> None:
             assert f'"{base}' in source, f"{rule['alert']}: no metric {metric} in the code"
 
 
-def test_promtool_when_available() -> None:
+def test_promtool_when_available(tmp_path: Path) -> None:
+    """promtool (Debian package `prometheus`) checks the config, the rules, and runs the
+    rule unit tests of deploy/prometheus/alerts_test.yml."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed")
-    out = subprocess.run(
-        [promtool, "check", "rules", str(DEPLOY / "prometheus/alerts.yml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
+    alerts = DEPLOY / "prometheus/alerts.yml"
+    config = tmp_path / "prometheus.yml"
+    text = (DEPLOY / "prometheus/prometheus.yml").read_text()
+    config.write_text(text.replace("/etc/prometheus/alerts.yml", str(alerts)))
+    for args in (
+        ["check", "rules", str(alerts)],
+        ["check", "config", str(config)],
+        ["test", "rules", str(DEPLOY / "prometheus/alerts_test.yml")],
+    ):
+        out = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, f"promtool {' '.join(args)}:\n{out.stdout}{out.stderr}"
