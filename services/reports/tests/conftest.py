@@ -5,12 +5,8 @@ watch the broker."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
-import threading
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,44 +19,7 @@ from avisos_testkit.infra import Backing
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from reports_kit import Seed, seed_database
-
-INTERNAL_TOKEN = "internal-token-for-tests-0123456789abcdef"
-
-
-class InternalApiStub:
-    """A tiny HTTP server standing in for ``POST /internal/v1/notifications``."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.status = 201
-        self.event = threading.Event()
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                stub.requests.append(
-                    {"path": self.path, "headers": dict(self.headers.items()), "json": body}
-                )
-                stub.event.set()
-                self.send_response(stub.status)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b'{"created": 1}')
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from reports_kit import INTERNAL_TOKEN, InternalApiStub, Seed, seed_database
 
 
 @pytest.fixture(scope="session")
@@ -102,24 +61,6 @@ def seed(backing: Backing) -> Seed:
 def db(backing: Backing) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(backing.database_url, autocommit=True) as conn:
         yield conn
-
-
-def new_job(
-    conn: psycopg.Connection[Any],
-    user_id: uuid.UUID,
-    kind: str,
-    params: dict[str, Any],
-    *,
-    email_copy: bool = False,
-    status: str = "queued",
-) -> uuid.UUID:
-    job_id = uuid.uuid4()
-    conn.execute(
-        """INSERT INTO report_jobs (id, requested_by, kind, params, email_copy, status)
-           VALUES (%s, %s, %s, %s::jsonb, %s, %s)""",
-        (job_id, user_id, kind, json.dumps(params), email_copy, status),
-    )
-    return job_id
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import aio_pika
 import httpx
 import psycopg
 import pytest
-from reports_kit import Seed
+from reports_kit import INTERNAL_TOKEN, InternalApiStub, Seed, new_job
 
 from avisos_common.amqp import Publisher
 from avisos_common.messages import EmailDelivery, ReportJobRequested, realtime_adapter
@@ -37,7 +37,6 @@ from avisos_reports.schedule import next_run_after
 from avisos_reports.service import ReportsService
 from avisos_reports.settings import ReportsSettings
 from avisos_testkit.infra import Backing, free_port
-from conftest import INTERNAL_TOKEN, InternalApiStub, new_job
 
 pytestmark = pytest.mark.timeout(120)
 
