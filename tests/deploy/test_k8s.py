@@ -80,6 +80,8 @@ def test_deployment(name: str) -> None:
     assert "memory" in c["resources"]["limits"]
     annotations = spec["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(port["containerPort"])
+    # Every service with /metrics is scraped (the web app serves static files only).
+    assert annotations["prometheus.io/scrape"] == ("false" if name == "web" else "true")
     # Secrets are references, never values; non-secrets come from ConfigMaps.
     for e in c.get("env", []):
         assert "value" not in e, f"{name}: {e['name']} inlined"
