@@ -11,7 +11,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from config_reference import SERVICE_MODULES, service_env_names, settings_class
 from pydantic_settings import BaseSettings
@@ -123,19 +122,3 @@ def only_env(env: Mapping[str, str], cwd: Path) -> Iterator[None]:
         os.environ.clear()
         os.environ.update(saved)
         os.chdir(old_cwd)
-
-
-#: The port variable the deploy files give a service whose HTTP endpoint (/healthz,
-#: /readyz, /metrics) does not exist yet. While its settings class lacks the variable, the
-#: checks that would fail only because of it are reported as expected failures with this
-#: reason; once the service adds it they run (and must pass) as usual.
-PENDING_PORTS = {"reports": "AVISOS_REPORTS_PORT"}
-
-
-def xfail_if_only_pending_port(service: str, unknown: set[str]) -> None:
-    var = PENDING_PORTS.get(service)
-    if var is not None and unknown == {var}:
-        pytest.xfail(
-            f"{service} serves no /healthz, /readyz, /metrics yet: its settings class has no "
-            f"{var} (compose, the Dockerfile and k8s already expect that port)"
-        )

@@ -30,7 +30,6 @@ from deploykit import (
     service_env,
     settings_for,
     variables_used,
-    xfail_if_only_pending_port,
 )
 from gen_env import generate
 from pydantic import ValidationError
@@ -183,7 +182,6 @@ def test_every_variable_is_known_to_the_service(name: str) -> None:
         pytest.skip(f"{name} has no settings module yet")
     unknown = {k for k in raw_service_env(SERVICES[name]) if k.startswith("AVISOS_")}
     unknown -= known_env(name)
-    xfail_if_only_pending_port(name, unknown)
     assert not unknown, f"{name} does not read {sorted(unknown)}"
     assert all(k.startswith("AVISOS_") for k in raw_service_env(SERVICES[name]))
 

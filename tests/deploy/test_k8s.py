@@ -17,7 +17,6 @@ from deploykit import (
     SECRET_NAME,
     known_env,
     settings_for,
-    xfail_if_only_pending_port,
 )
 
 K8S = DEPLOY / "k8s"
@@ -95,7 +94,6 @@ def test_deployment(name: str) -> None:
     if settings_for(name) is None:
         pytest.skip(f"{name} has no settings module yet")
     env = env_of(c)
-    xfail_if_only_pending_port(name, env - known_env(name))
     assert env <= known_env(name), f"{name}: unknown {sorted(env - known_env(name))}"
     cls = settings_for(name)
     secrets = cls.model_fields["secret_fields"].default if cls else ()

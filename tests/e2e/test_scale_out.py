@@ -59,6 +59,7 @@ class Cluster:
     apis: list[Running]
     gateways: list[Running]
     dispatchers: list[Running]
+    reports: Running
     sink: SmtpSink
     admin_email: str
 
@@ -94,14 +95,24 @@ async def cluster() -> AsyncIterator[Cluster]:
                 )
                 for i in range(DISPATCHERS)
             ]
+            # One reports instance, for the endpoint checks (compose and k8s probe it).
+            reports = stack.start(
+                "reports",
+                name="reports",
+                wait=False,
+                extra_env={
+                    "AVISOS_API_INTERNAL_URL": apis[0].url,
+                    "AVISOS_REPORTS_DIR": str(stack.log_dir / "reports"),
+                },
+            )
             admin = f"ops-admin-{uuid.uuid4().hex[:6]}@ops.e2e.avisos"
             create_admin = start_create_admin(apis[0].env, admin)
-            for run in (*apis, *gateways):
+            for run in (*apis, *gateways, reports):
                 stack.wait_ready(run)
             # Dispatchers are ready when they consume: both lanes, every instance.
             await wait_consumers(backing.amqp_url, EMAIL_QUEUES, DISPATCHERS)
             finish_create_admin(create_admin)
-            yield Cluster(backing, stack, apis, gateways, dispatchers, sink, admin)
+            yield Cluster(backing, stack, apis, gateways, dispatchers, reports, sink, admin)
         finally:
             stack.stop_all()
             sink.stop()
@@ -190,9 +201,13 @@ async def test_every_notification_and_email_exactly_once(cluster: Cluster) -> No
 
 async def test_every_instance_serves_health_readiness_and_metrics(cluster: Cluster) -> None:
     """What the compose health checks, the k8s probes and Prometheus rely on."""
-    expected = {"api": "avisos_api_request_seconds", "gateway": "avisos_gateway_connections"}
+    expected = {
+        "api": "avisos_api_request_seconds",
+        "gateway": "avisos_gateway_connections",
+        "reports": "avisos_reports_jobs_total",
+    }
     async with httpx.AsyncClient(timeout=5) as http:
-        for run in (*cluster.apis, *cluster.gateways):
+        for run in (*cluster.apis, *cluster.gateways, cluster.reports):
             for path in ("/healthz", "/readyz"):
                 assert (await http.get(f"{run.url}{path}")).status_code == 200, (run.name, path)
             metrics = (await http.get(f"{run.url}/metrics")).text
