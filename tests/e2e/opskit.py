@@ -185,10 +185,13 @@ class Browser:
         http.headers["X-CSRF-Token"] = r.json()["csrf_token"]
         return cls(email, http)
 
-    async def open(self, ws_url: str, origin: str = ORIGIN) -> None:
+    async def open(self, ws_url: str, origin: str = ORIGIN, cursor: int | None = None) -> None:
+        """Open a socket (``cursor``: resume after it, as the browser client does)."""
         r = await self.http.post("/v1/realtime/ticket")
         assert r.status_code == 200, r.text
         url = f"{ws_url}?ticket={r.json()['ticket']}"
+        if cursor is not None:
+            url += f"&cursor={cursor}"
         self.ws = await connect(url, origin=origin, compression=None)  # type: ignore[arg-type]
         self._reader = asyncio.create_task(self._read(self.ws))
         await self.wait_for(lambda: bool(self.of("connection_established")), "hello")
@@ -201,6 +204,22 @@ class Browser:
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [f for f in self.frames if f.get("type") == kind]
+
+    def last_cursor(self) -> int:
+        return max((int(f["cursor"]) for f in self.of("notification")), default=0)
+
+    async def reconnect(self, ws_url: str, origin: str = ORIGIN) -> None:
+        """After the server closed the socket: open a new one resuming from the cursor."""
+        if self._reader is not None:
+            await self._reader
+        hellos = len(self.of("connection_established"))
+        cursor = self.last_cursor()
+        r = await self.http.post("/v1/realtime/ticket")
+        assert r.status_code == 200, r.text
+        url = f"{ws_url}?ticket={r.json()['ticket']}&cursor={cursor}"
+        self.ws = await connect(url, origin=origin, compression=None)  # type: ignore[arg-type]
+        self._reader = asyncio.create_task(self._read(self.ws))
+        await self.wait_for(lambda: len(self.of("connection_established")) > hellos, "hello")
 
     def notification_ids(self) -> list[str]:
         return [f["notification"]["id"] for f in self.of("notification")]
