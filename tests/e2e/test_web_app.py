@@ -469,37 +469,6 @@ async def test_admin_creates_a_user_who_logs_in_then_deactivates_them(
         await uctx.close()
 
 
-async def test_admin_screens(web_stack: WebStack, admin: Api, browser: Browser) -> None:
-    ctx = await new_context(browser, web_stack)
-    try:
-        page = await ctx.new_page()
-        await login(page, web_stack.admin_email)
-        await shot(page, "08-admin-dashboard")
-        await page.goto("/admin/keys")
-        await page.locator("#new-key").click()
-        await page.locator(".modal input[name=name]").fill("tpv-tiendas")
-        await page.locator(".modal button[type=submit]").click()
-        key = page.locator("#new-key-value")
-        await expect(key).to_have_value(re.compile(r"^avk_[0-9a-f]{8}_"))
-        await shot(page, "09-admin-key-created")
-        await page.keyboard.press("Escape")
-        await expect(page.locator("td", has_text="tpv-tiendas")).to_be_visible()
-        for path, name in (
-            ("/admin/rules", "10-admin-rules"),
-            ("/admin/deliveries", "11-admin-deliveries"),
-            ("/admin/health", "12-admin-health"),
-            ("/reports", "13-reports"),
-        ):
-            await page.goto(path)
-            await expect(page.locator("main h1")).to_be_visible()
-            await page.wait_for_load_state("networkidle")
-            await shot(page, name)
-        await page.goto("/admin/health")
-        await expect(page.locator("main .chip-ok").first).to_have_text("Listo")
-    finally:
-        await ctx.close()
-
-
 # --- the PWA: offline, service worker, push ---------------------------------------------
 
 
@@ -615,6 +584,16 @@ async def test_service_worker_manifest_and_push_from_the_dispatcher(
                 received = await pushes.await_count(1, timeout_secs=30)
             except TimeoutError:
                 raise AssertionError(f"no push sent:\n{dispatcher.log()[-3000:]}") from None
+            # The attempt reaches the delivery log (the admin screen test shows it).
+            for _ in range(100):
+                log = await admin.call(
+                    "GET", "/v1/admin/deliveries", params={"channel": "push", "user_id": user["id"]}
+                )
+                if any(a["status"] == "sent" for a in log["items"]):
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError(f"no push attempt logged:\n{dispatcher.log()[-3000:]}")
         finally:
             stack.stop("dispatcher-web")
     payload = received[0].payload
@@ -701,5 +680,39 @@ async def test_phone_layout(web_stack: WebStack, admin: Api, browser: Browser) -
         await expect(page.locator("avisos-center .list-status")).to_have_text(
             re.compile("No hay notificaciones")
         )
+    finally:
+        await ctx.close()
+
+
+# Last: the delivery log then holds the push attempts of the test above.
+async def test_admin_screens(web_stack: WebStack, admin: Api, browser: Browser) -> None:
+    ctx = await new_context(browser, web_stack)
+    try:
+        page = await ctx.new_page()
+        await login(page, web_stack.admin_email)
+        await shot(page, "08-admin-dashboard")
+        await page.goto("/admin/keys")
+        await page.locator("#new-key").click()
+        await page.locator(".modal input[name=name]").fill("tpv-tiendas")
+        await page.locator(".modal button[type=submit]").click()
+        key = page.locator("#new-key-value")
+        await expect(key).to_have_value(re.compile(r"^avk_[0-9a-f]{8}_"))
+        await shot(page, "09-admin-key-created")
+        await page.keyboard.press("Escape")
+        await expect(page.locator("td", has_text="tpv-tiendas")).to_be_visible()
+        for path, name in (
+            ("/admin/rules", "10-admin-rules"),
+            ("/admin/deliveries", "11-admin-deliveries"),
+            ("/admin/health", "12-admin-health"),
+            ("/reports", "13-reports"),
+        ):
+            await page.goto(path)
+            await expect(page.locator("main h1")).to_be_visible()
+            await page.wait_for_load_state("networkidle")
+            await shot(page, name)
+        await page.goto("/admin/health")
+        await expect(page.locator("main .chip-ok").first).to_have_text("Listo")
+        await page.goto("/admin/deliveries")
+        await expect(page.locator("main tbody tr", has_text="Push").first).to_be_visible()
     finally:
         await ctx.close()

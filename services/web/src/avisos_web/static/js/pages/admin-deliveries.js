@@ -15,7 +15,7 @@ function select(name, label, values, labelFn = (v) => v) {
 
 export async function renderDeliveries(main) {
   const [chanField, chan] = select("channel", t("deliveries.channel"), ["email", "sms", "push"], (c) => t(`chan.${c}`));
-  const [statusField, status] = select("status", t("common.status"), STATUSES);
+  const [statusField, status] = select("status", t("common.status"), STATUSES, (x) => t(`status.${x}`));
   const since = h("input", { type: "date", id: "dl-since" });
   const log = h("div", {}, t("common.loading"));
   const more = h("button", { class: "btn btn-ghost", type: "button", hidden: true }, t("center.more"));
@@ -23,7 +23,7 @@ export async function renderDeliveries(main) {
   let rows = [];
   const paint = () => clear(log, table([t("deliveries.started"), t("deliveries.channel"), t("common.status"), t("deliveries.attempt"), t("deliveries.error"), t("deliveries.latency")],
     rows.map((a) => h("tr", {}, h("td", {}, fmtDateTime(a.started_at)), h("td", {}, t(`chan.${a.channel}`)),
-      h("td", {}, h("span", { class: `chip ${["failed", "bounced", "undelivered"].includes(a.status) ? "chip-off" : "chip-ok"}` }, a.status)),
+      h("td", {}, h("span", { class: `chip ${["failed", "bounced", "undelivered"].includes(a.status) ? "chip-off" : "chip-ok"}` }, t(`status.${a.status}`))),
       h("td", {}, String(a.attempt)), h("td", { class: "wrap" }, a.error || ""), h("td", {}, a.latency_ms != null ? `${a.latency_ms} ms` : ""))),
     { caption: t("deliveries.title") }));
   const load = async (reset) => {
@@ -37,7 +37,7 @@ export async function renderDeliveries(main) {
       cursor = page.next_cursor;
       more.hidden = !cursor;
       paint();
-      if (!rows.length) clear(log, h("p", { class: "muted" }, t("dash.none")));
+      if (!rows.length) clear(log, h("p", { class: "muted" }, t("common.none")));
     } catch (err) {
       clear(log, h("p", { class: "muted" }, err instanceof ApiError && err.status === 404 ? t("app.not_available") : errorText(err)));
     }
@@ -49,7 +49,7 @@ export async function renderDeliveries(main) {
   const loadDead = async () => {
     try {
       const page = await api("/v1/admin/dead-letters", { query: { limit: 50 } });
-      if (!page.items.length) return clear(dead, h("p", { class: "muted" }, t("dash.none")));
+      if (!page.items.length) return clear(dead, h("p", { class: "muted" }, t("common.none")));
       clear(dead, table([t("dead.received"), t("dead.queue"), t("dead.reason"), t("common.status"), t("common.actions")],
         page.items.map((d) => {
           const replay = h("button", { class: "btn btn-small btn-primary", type: "button" }, t("dead.replay"));
