@@ -66,6 +66,14 @@ export async function act(kind, n) {
       await store.queueAction(action);
       return { queued: true };
     }
+    // Refused (e.g. 409: someone else claimed it): show the server's version again.
+    try {
+      const fresh = await api(`/v1/notifications/${encodeURIComponent(n.id)}`);
+      await store.putNotifications([{ ...fresh, _local: true }]);
+      emit("notification", { notification: fresh, updated: true });
+    } catch {
+      // gone or unreachable: the next reload shows the truth
+    }
     await refreshUnread();
     throw err;
   }

@@ -68,7 +68,8 @@ function page(renderFn, { admin = false } = {}) {
       return;
     }
     closeAllModals();
-    document.getElementById("app-nav").classList.remove("open");
+    nav.classList.remove("open");
+    document.getElementById("nav-toggle").setAttribute("aria-expanded", "false");
     await renderFn(main, params, query);
     main.focus({ preventScroll: true });
   };

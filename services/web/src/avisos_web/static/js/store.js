@@ -50,7 +50,9 @@ export async function putNotifications(items) {
   const store = tx.objectStore("notifications");
   for (const n of items) {
     const old = await result(store.get(n.id));
-    if (!old || (old.seq ?? 0) <= (n.seq ?? 0) || n._local) store.put({ ...old, ...n });
+    // _local: the server's copy replacing an optimistic local change of the same seq.
+    const { _local: force, ...clean } = n;
+    if (!old || (old.seq ?? 0) <= (clean.seq ?? 0) || force) store.put({ ...old, ...clean });
   }
   await done(tx);
   await trim();
