@@ -26,6 +26,8 @@ AVISOS_SERVICES = tuple(SERVICE_MODULES)
 MIGRATE = "migrate"
 BACKING = ("postgres", "redis", "rabbitmq")
 SCALED = ("ws-gateway", "dispatcher", "notification-api")
+#: Variables set for a service that its settings do not read, and who reads them.
+OTHER_ENV = {"FORWARDED_ALLOW_IPS": "uvicorn (notification-api)"}
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|PRIVATE_KEY)$")
 
 _VAR = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\})")
