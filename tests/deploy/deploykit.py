@@ -89,12 +89,16 @@ def raw_service_env(service: Mapping[str, Any]) -> dict[str, str]:
 
 
 def parse_env_file(text: str) -> dict[str, str]:
+    """KEY=value lines as compose reads them (a '...' value is literal, quotes removed)."""
     out: dict[str, str] = {}
     for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#") and "=" in line:
             key, value = line.split("=", 1)
-            out[key.strip()] = value.strip()
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            out[key.strip()] = value
     return out
 
 

@@ -272,3 +272,25 @@ def test_backing_ports_override_is_local_only() -> None:
         assert set(service) == {"ports"}, name
         for port in service["ports"]:
             assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_dispatcher_channels_match_configured_providers(tmp_path: Path) -> None:
+    """The dispatcher cannot start with "sms" in its channels and no Twilio account
+    (avisos_dispatcher.sms.make_client): the default must leave sms out, and adding the
+    account plus "sms" must work."""
+    from avisos_dispatcher.settings import DispatcherSettings
+
+    env = generated_env()
+    with only_env(service_env(SERVICES["dispatcher"], env), tmp_path):
+        default = DispatcherSettings()
+    assert "sms" not in default.channels and not default.twilio_account_sid
+    assert set(default.channels) == {"email", "push"}
+    env |= {
+        "AVISOS_CHANNELS": '["email","sms","push"]',
+        "AVISOS_TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "AVISOS_TWILIO_AUTH_TOKEN": "t" * 32,
+        "AVISOS_TWILIO_FROM": "+34600000000",
+    }
+    with only_env(service_env(SERVICES["dispatcher"], env), tmp_path):
+        with_sms = DispatcherSettings()
+    assert with_sms.channels == ["email", "sms", "push"]
