@@ -145,7 +145,9 @@ async def new_user(admin: Api, role: str = "staff", **extra: Any) -> dict[str, A
     return user
 
 
-async def notify(admin: Api, user_id: str, subject: str, priority: str = "high") -> str:
+async def notify(
+    admin: Api, user_id: str, subject: str, priority: str = "high", action_url: str | None = None
+) -> str:
     out = await admin.call(
         "POST",
         "/v1/notifications",
@@ -156,6 +158,7 @@ async def notify(admin: Api, user_id: str, subject: str, priority: str = "high")
             "subject": subject,
             "message": f"{subject}: quedan 3 unidades en {LOCATION}",
             "priority": priority,
+            "action_url": action_url,
         },
     )
     return str(out["notification_ids"][0])
@@ -345,7 +348,7 @@ async def test_toast_click_opens_the_item_and_mark_all_read(
         page = await ctx.new_page()
         await login(page, user["email"])
         nid = await notify(admin, user["id"], "Rotura de stock: Aceite 1L", "critical")
-        await notify(admin, user["id"], "Pedido PO-7 retrasado", "normal")
+        await notify(admin, user["id"], "Pedido PO-7 retrasado", "normal", "/reports")
         await notify(admin, user["id"], "Precio cambiado: Pan", "low")
         await expect(bell(page)).to_have_attribute("data-count", "3")
         critical = page.locator("avisos-toasts .toast-critical")
@@ -359,6 +362,10 @@ async def test_toast_click_opens_the_item_and_mark_all_read(
 
         await page.locator("[data-action=mark-all]").click()
         await expect(bell(page)).to_have_attribute("data-count", "0")
+        # The action link opens the page it points to, inside the app.
+        order = page.locator("avisos-center li.note", has_text="PO-7")
+        await order.locator("[data-action=open]").click()
+        await expect(page).to_have_url(f"{web_stack.url}/reports")
         count = await admin_count(web_stack, user["email"])
         assert count == 0
     finally:
@@ -473,9 +480,13 @@ async def test_admin_creates_a_user_who_logs_in_then_deactivates_them(
 
 
 async def wait_controlled(page: Page) -> None:
-    await page.wait_for_function(
-        "navigator.serviceWorker && navigator.serviceWorker.controller !== null"
-    )
+    """Until the service worker controls the page. (Polled from here: Playwright's
+    wait_for_function evaluates strings with eval, which the page's CSP rightly forbids.)"""
+    for _ in range(100):
+        if await page.evaluate("() => navigator.serviceWorker.controller !== null"):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the service worker never took control of the page")
 
 
 async def test_offline_cached_notifications_and_queued_mark_read(
@@ -712,6 +723,22 @@ async def test_admin_screens(web_stack: WebStack, admin: Api, browser: Browser) 
             await shot(page, name)
         await page.goto("/admin/health")
         await expect(page.locator("main .chip-ok").first).to_have_text("Listo")
+        # A template previewed with sample data in both languages.
+        await page.goto("/admin/rules")
+        await page.locator("main table").nth(1).locator("tbody tr button").first.click()
+        previews = page.locator(".modal .preview-grid .card")
+        await expect(previews).to_have_count(2)
+        await expect(previews.nth(0).locator("h3")).to_have_text("ES")
+        await expect(previews.nth(1).locator("h3")).to_have_text("EN")
+        await expect(previews.nth(0).locator(".form-error")).to_have_count(0)
+        await shot(page, "10b-template-preview")
+        await page.keyboard.press("Escape")
+        # A report asked for shows up in the list with its state.
+        await page.goto("/reports")
+        await page.locator("main form button[type=submit]").first.click()
+        await expect(page.locator("main tbody tr").first).to_contain_text(
+            "Actividad de notificaciones"
+        )
         await page.goto("/admin/deliveries")
         await expect(page.locator("main tbody tr", has_text="Push").first).to_be_visible()
     finally:
