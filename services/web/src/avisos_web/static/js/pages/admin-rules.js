@@ -60,6 +60,18 @@ async function rulesSection(el) {
     }), { caption: t("rules.title") }));
 }
 
+let examplesCache = null;
+
+/** {event_type: example data} from GET /v1/events/types ({} if unavailable). */
+function examples() {
+  if (!examplesCache) {
+    examplesCache = api("/v1/events/types")
+      .then((r) => Object.fromEntries(r.types.map((x) => [x.type, x.example])))
+      .catch(() => ({}));
+  }
+  return examplesCache;
+}
+
 function templateEditor(tpl, onDone) {
   const inputs = {};
   const partFields = Object.entries(tpl.parts).map(([name, src]) => {
@@ -68,7 +80,11 @@ function templateEditor(tpl, onDone) {
     inputs[name] = ta;
     return field(name, ta);
   });
-  const sample = h("textarea", { class: "mono code-area", rows: 4, spellcheck: "false", placeholder: "{}" });
+  const sample = h("textarea", { class: "mono code-area", rows: 6, spellcheck: "false", placeholder: "{}" });
+  // Start from the event type's example data, for the admin to edit.
+  examples().then((ex) => {
+    if (ex[tpl.event_type] && !sample.value) sample.value = JSON.stringify(ex[tpl.event_type], null, 2);
+  });
   const out = h("div", { class: "preview-grid", "aria-live": "polite" });
   const error = h("p", { class: "form-error", role: "alert" });
   const parts = () => Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, v.value]));
