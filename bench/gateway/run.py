@@ -202,6 +202,16 @@ def start_baseline(kind: str, port: int) -> subprocess.Popen[bytes]:
     )
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it does not exit (uvicorn drains 10,000 sockets slowly)."""
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 class Feed:
     """Publishes NotificationCreated messages as the API would, seq contiguous per user.
 
@@ -361,8 +371,7 @@ async def bench_gateway(
     finally:
         await workers.close()
         await amqp.close()
-        proc.terminate()
-        proc.wait(30)
+        stop_process(proc)
     return out
 
 
@@ -395,8 +404,7 @@ async def bench_baseline(
             del t0
     finally:
         await workers.close()
-        proc.terminate()
-        proc.wait(30)
+        stop_process(proc)
     return out
 
 

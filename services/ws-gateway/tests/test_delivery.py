@@ -72,3 +72,59 @@ async def test_health_ready_metrics(gateway: GatewayProcess) -> None:
         assert "avisos_gateway_connections" in metrics.text
         assert "avisos_gateway_send_latency_seconds_bucket" in metrics.text
         assert (await http.get("/nope")).status_code == 404
+
+
+async def test_in_place_update_and_report_status(world: World, gateway: GatewayProcess) -> None:
+    from avisos_common.messages import (
+        PRIORITIES,
+        NotificationUpdated,
+        ReportStatusChanged,
+        UnreadCount,
+    )
+
+    user = await world.user()
+    client = await Client.connect(gateway.url, await world.ticket(user))
+    await client.wait_for(lambda: client.of("unread_count"))
+    first = await world.notify(user, subject="Stock bajo")
+    # The alert changes in place: same id, a new seq.
+    async with world.pool.acquire() as conn:
+        seq = await conn.fetchval(
+            "UPDATE users SET notification_seq = notification_seq + 1 WHERE id=$1"
+            " RETURNING notification_seq",
+            user,
+        )
+        await conn.execute(
+            "UPDATE notifications SET seq=$2, subject='Stock resuelto', updated_at=now()"
+            " WHERE id=$1",
+            first.id,
+            seq,
+        )
+    updated = first.model_copy(update={"seq": seq, "subject": "Stock resuelto"})
+    unread = UnreadCount(total=1, by_priority=dict.fromkeys(PRIORITIES, 0))
+    await world.publish(NotificationUpdated(user_id=user, notification=updated, unread=unread))
+    job = uuid.uuid4()
+    await world.publish(
+        ReportStatusChanged(user_id=user, job_id=job, status="running", progress=0.5)
+    )
+    await client.wait_for(lambda: client.of("report_status"), what="report_status")
+    await client.wait_for(lambda: client.of("notification_updated"), what="update")
+    upd = client.of("notification_updated")[0]
+    assert upd["notification"]["id"] == str(first.id)
+    assert upd["cursor"] == 2
+    assert upd["notification"]["subject"] == "Stock resuelto"
+    report = client.of("report_status")[0]
+    assert report == {
+        "v": 1,
+        "type": "report_status",
+        "job_id": str(job),
+        "status": "running",
+        "progress": 0.5,
+        "error": None,
+    }
+    # A tab reconnecting from cursor 0 gets the current state once, as an update.
+    tab = await Client.connect(gateway.url, await world.ticket(user), cursor=0)
+    await tab.wait_for(lambda: tab.of("resume"))
+    assert [f["type"] for f in tab.notifications()] == ["notification_updated"]
+    assert tab.notifications()[0]["notification"]["subject"] == "Stock resuelto"
+    for c in (client, tab):
+        await c.close()

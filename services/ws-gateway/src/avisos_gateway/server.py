@@ -18,6 +18,7 @@ import uuid
 from http import HTTPStatus
 from typing import Any, cast
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -48,8 +49,11 @@ log = logging.getLogger(__name__)
 
 #: Connections touched per event-loop turn by the keep-alive sweep (keeps the loop fluid).
 SWEEP_BATCH = 500
+#: The keep-alive sweep handles a slice of the connections this often.
+SWEEP_TICK_SECS = 1.0
 #: A replay that cannot be written within this time means the client is too slow.
 REPLAY_WRITE_TIMEOUT_SECS = 30.0
+PONG_FRAME = '{"v":1,"type":"pong"}'
 INTERNAL_TOKEN_HEADER = "X-Avisos-Internal-Token"  # noqa: S105 (a header name)
 
 
@@ -222,7 +226,12 @@ class Gateway:
             raise Refused(HTTPStatus.UNAUTHORIZED, "session_mismatch")
         if self.hub.was_revoked(ticket.user_id, ticket.session_id):
             raise Refused(HTTPStatus.UNAUTHORIZED, "session_revoked")
-        if not await self.store.user_is_active(ticket.user_id):
+        try:
+            active = await self.store.user_is_active(ticket.user_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("database unavailable", extra={"error": repr(exc)})
+            raise Refused(HTTPStatus.SERVICE_UNAVAILABLE, "db_unavailable") from exc
+        if not active:
             raise Refused(HTTPStatus.FORBIDDEN, "user_inactive")
         if self.hub.count_for(ticket.user_id) >= s.max_connections_per_user:
             raise Refused(HTTPStatus.TOO_MANY_REQUESTS, "too_many_connections")
@@ -379,6 +388,8 @@ class Gateway:
                 self.metrics.drops.labels("rate_limited").inc()
                 await conn.close(protocol.CLOSE_RATE_LIMITED, "too many messages")
                 return
+            if raw == PONG_FRAME:  # the frame every client sends most: no parsing
+                continue
             try:
                 msg = protocol.parse_client_message(raw)
             except protocol.ClientMessageError as exc:
@@ -430,17 +441,28 @@ class Gateway:
     # --- keep-alive --------------------------------------------------------------------
 
     async def _sweep_forever(self) -> None:
+        """Ping and idle-check every connection once per ping interval, a slice per tick:
+        pinging 10,000 sockets at once makes 10,000 pongs arrive at once, a latency spike
+        for every notification in flight."""
+        interval = self.settings.ping_interval_secs
+        slices = max(1, round(interval / SWEEP_TICK_SECS))
+        tick = interval / slices
+        n = 0
         while True:
-            await asyncio.sleep(self.settings.ping_interval_secs)
+            await asyncio.sleep(tick)
             try:
-                await self.sweep()
+                await self.sweep(slice_index=n % slices, slices=slices)
             except Exception:
                 log.exception("sweep failed")
+            n += 1
 
-    async def sweep(self) -> None:
-        """Ping every connection; close the ones silent for longer than the idle timeout."""
+    async def sweep(self, slice_index: int = 0, slices: int = 1) -> None:
+        """Ping the connections of one slice; close those silent for longer than the idle
+        timeout. ``slices=1`` sweeps every connection."""
         cutoff = time.monotonic() - self.settings.idle_timeout_secs
         for i, conn in enumerate(list(self.hub.all())):
+            if slices > 1 and hash(conn) % slices != slice_index:
+                continue
             if conn.last_rx < cutoff:
                 self.metrics.drops.labels("idle").inc()
                 conn.kick(protocol.CLOSE_IDLE_TIMEOUT, "idle timeout")
