@@ -56,7 +56,13 @@ class ServiceSettings(BaseSettings):
     ``secret_fields`` so that :meth:`_check_secrets` validates them."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AVISOS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="AVISOS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # An empty variable means "not set" (compose passes `${VAR:-}` as ""), so optional
+        # settings such as AVISOS_SMTP_USERNAME keep their default instead of "".
+        env_ignore_empty=True,
     )
 
     env: Environment = "dev"
