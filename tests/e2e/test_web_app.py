@@ -210,6 +210,50 @@ async def shot(page: Page, name: str) -> None:
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
 
 
+#: WCAG 2 AA contrast of every visible text on the page against its effective background
+#: (the first opaque ancestor background): 4.5:1, or 3:1 for large text.
+CONTRAST_JS = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const bgOf = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const faded = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      if (Number(getComputedStyle(e).opacity) < 1) return true;
+    }
+    return false;
+  };
+  const bad = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !el.checkVisibility() || el.closest("[disabled], .sr-only") || faded(el)) continue;
+    const st = getComputedStyle(el);
+    const size = parseFloat(st.fontSize);
+    if (size === 0) continue;
+    const fg = lum(rgb(st.color).slice(0, 3));
+    const bg = lum(bgOf(el));
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    const large = size >= 24 || (size >= 18.66 && Number(st.fontWeight) >= 700);
+    const text = el.textContent.trim().slice(0, 30);
+    if (ratio < (large ? 3 : 4.5)) bad.push(`${el.className}: ${ratio.toFixed(2)} "${text}"`);
+  }
+  return bad;
+}"""
+
+
+async def assert_contrast(page: Page) -> None:
+    bad = await page.evaluate(CONTRAST_JS)
+    assert bad == [], f"{page.url}: low contrast: {bad}"
+
+
 # --- the server --------------------------------------------------------------------------
 
 
@@ -678,6 +722,15 @@ async def test_phone_layout(web_stack: WebStack, admin: Api, browser: Browser) -
         )
         assert not overflow, "the page scrolls sideways at 360 px"
         await shot(page, "16-phone-dashboard")
+        await assert_contrast(page)
+        # The check itself catches low contrast (grey #aaa on white: 2.3:1).
+        await page.evaluate(
+            """() => { const p = document.createElement('p'); p.id = 'pale';
+                       p.textContent = 'pale'; p.style.color = '#aaa';
+                       document.querySelector('main').append(p); }"""
+        )
+        assert len(await page.evaluate(CONTRAST_JS)) == 1
+        await page.evaluate("() => document.getElementById('pale').remove()")
         await bell(page).locator("button").click()
         await expect(page.locator("#center-modal li.note")).to_have_count(1)
         await shot(page, "17-phone-center")
@@ -702,6 +755,7 @@ async def test_admin_screens(web_stack: WebStack, admin: Api, browser: Browser) 
         page = await ctx.new_page()
         await login(page, web_stack.admin_email)
         await shot(page, "08-admin-dashboard")
+        await assert_contrast(page)
         await page.goto("/admin/keys")
         await page.locator("#new-key").click()
         await page.locator(".modal input[name=name]").fill("tpv-tiendas")
@@ -721,6 +775,7 @@ async def test_admin_screens(web_stack: WebStack, admin: Api, browser: Browser) 
             await expect(page.locator("main h1")).to_be_visible()
             await page.wait_for_load_state("networkidle")
             await shot(page, name)
+            await assert_contrast(page)
         await page.goto("/admin/health")
         await expect(page.locator("main .chip-ok").first).to_have_text("Listo")
         # A template previewed with sample data in both languages.

@@ -72,3 +72,32 @@ def test_no_inline_script_or_style_in_the_page() -> None:
         text = js.read_text()
         assert "innerHTML" not in text, js  # DOM is built with textContent only
         assert 'setAttribute("style"' not in text and "eval(" not in text, js
+
+
+def _dicts() -> dict[str, set[str]]:
+    text = (STATIC_DIR / "js" / "i18n.js").read_text()
+    out = {}
+    for name in ("es", "en"):
+        body = text.split(f"const {name} = {{", 1)[1].split("\n};", 1)[0]
+        out[name] = set(re.findall(r'^\s+"([\w.]+)":', body, re.M))
+    return out
+
+
+def test_spanish_and_english_have_the_same_strings() -> None:
+    d = _dicts()
+    assert d["es"] - d["en"] == set(), "missing in English"
+    assert d["en"] - d["es"] == set(), "missing in Spanish"
+
+
+def test_every_literal_key_used_exists() -> None:
+    keys = _dicts()["es"]
+    used: set[str] = set()
+    for js in (STATIC_DIR / "js").rglob("*.js"):
+        if js.name == "i18n.js":
+            continue
+        text = js.read_text()
+        used |= set(re.findall(r'\bt\("([\w.]+)"', text))
+        used |= set(re.findall(r'data-i18n(?:-label)?="([\w.]+)"', text))
+    html = (STATIC_DIR / "index.html").read_text()
+    used |= set(re.findall(r'data-i18n(?:-label)?="([\w.]+)"', html))
+    assert used - keys == set()
