@@ -74,7 +74,17 @@ def _admin_cli(env: dict[str, str], *args: str) -> str:
 def web_stack(stack: Stack) -> WebStack:
     web_port = free_port()
     origin = f"http://127.0.0.1:{web_port}"
-    api = stack.start("api", name="api-web", extra_env={"AVISOS_PUBLIC_URL": origin})
+    reports_dir = str(stack.log_dir / "web-reports")
+    api = stack.start(
+        "api",
+        name="api-web",
+        extra_env={"AVISOS_PUBLIC_URL": origin, "AVISOS_REPORTS_DIR": reports_dir},
+    )
+    stack.start(
+        "reports",
+        name="reports-web",
+        extra_env={"AVISOS_API_INTERNAL_URL": api.url, "AVISOS_REPORTS_DIR": reports_dir},
+    )
     gateway = stack.start(
         "gateway",
         name="gateway-web",
@@ -748,6 +758,40 @@ async def test_phone_layout(web_stack: WebStack, admin: Api, browser: Browser) -
         await ctx.close()
 
 
+async def test_reports_request_progress_download_and_schedule(
+    web_stack: WebStack, admin: Api, browser: Browser
+) -> None:
+    user = await new_user(admin, "manager")
+    await notify(admin, user["id"], "Stock bajo: Arroz 1kg", "normal")
+    ctx = await new_context(browser, web_stack, accept_downloads=True)
+    try:
+        page = await ctx.new_page()
+        await login(page, user["email"])
+        await page.locator("nav a[href='/reports']").click()
+        await page.locator("main select[name=kind]").select_option("notification_activity")
+        await page.locator("main form button[type=submit]").first.click()
+        row = page.locator("main tbody tr").first
+        await expect(row).to_contain_text("Actividad de notificaciones")
+        download_link = row.locator("a", has_text="Descargar")
+        await expect(download_link).to_be_visible(timeout=30_000)
+        async with page.expect_download() as info:
+            await download_link.click()
+        download = await info.value
+        path = await download.path()
+        head = await asyncio.to_thread(lambda: Path(path).read_bytes()[:2])
+        assert head == b"PK"  # an .xlsx is a zip
+        assert download.suggested_filename.endswith(".xlsx")
+
+        schedules = page.locator("main .inline-form")
+        await schedules.locator("select").nth(1).select_option("weekly")
+        await schedules.locator("input[type=time]").fill("06:30")
+        await schedules.locator("button[type=submit]").click()
+        await expect(page.locator("main tbody tr", has_text="Semanal")).to_be_visible()
+        await shot(page, "13-reports")
+    finally:
+        await ctx.close()
+
+
 # Last: the delivery log then holds the push attempts of the test above.
 async def test_admin_screens(web_stack: WebStack, admin: Api, browser: Browser) -> None:
     ctx = await new_context(browser, web_stack)
@@ -769,7 +813,6 @@ async def test_admin_screens(web_stack: WebStack, admin: Api, browser: Browser) 
             ("/admin/rules", "10-admin-rules"),
             ("/admin/deliveries", "11-admin-deliveries"),
             ("/admin/health", "12-admin-health"),
-            ("/reports", "13-reports"),
         ):
             await page.goto(path)
             await expect(page.locator("main h1")).to_be_visible()

@@ -2,7 +2,7 @@
 // the realtime connection, toasts, the offline queue and the routes.
 
 import { api, ApiError, NetworkError } from "./api.js";
-import { t, setLocale, applyStatic, getLocale } from "./i18n.js";
+import { t, setLocale, applyStatic, getLocale, setTimeZone } from "./i18n.js";
 import { h, clear, openModal, closeAllModals, notify } from "./ui.js";
 import { state, on, setUser, setUnread, emit, isAdmin } from "./state.js";
 import { route, fallback, navigate, render, startRouter } from "./router.js";
@@ -169,6 +169,7 @@ function renderConn() {
 }
 
 on("conn", ({ state: s }) => { connValue = s; renderConn(); });
+on("user", (u) => setTimeZone(u && u.timezone));
 
 // Toasts for notifications arriving live (not replays, not in-place updates).
 on("notification", ({ notification, live }) => {

@@ -492,12 +492,19 @@ export function applyStatic(root) {
   }
 }
 
+let userTimeZone;
+
+/** Times are shown in the user's profile time zone (the device's until logged in). */
+export function setTimeZone(tz) {
+  userTimeZone = tz || undefined;
+}
+
 export function fmtDateTime(value, timeZone) {
   if (!value) return "";
   const d = new Date(value);
   try {
     return new Intl.DateTimeFormat(current, {
-      dateStyle: "short", timeStyle: "short", timeZone: timeZone || undefined,
+      dateStyle: "short", timeStyle: "short", timeZone: timeZone || userTimeZone,
     }).format(d);
   } catch {
     return d.toLocaleString(current);
