@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from deploykit import (
     OTHER_ENV,
     SECRET_NAME,
     known_env,
+    only_env,
     settings_for,
 )
 
@@ -181,3 +183,35 @@ def test_kubectl_kustomize_builds() -> None:
     assert all(
         d["metadata"].get("namespace") == "avisos" for d in built if d["kind"] != "Namespace"
     )
+
+
+@pytest.mark.parametrize("name", AVISOS_SERVICES)
+def test_settings_accept_the_manifests_in_prod(name: str, tmp_path: Path) -> None:
+    """Each Deployment's environment (ConfigMaps + the secret's required keys, filled as
+    deploy/k8s/README.md says) is accepted by the service's settings in prod."""
+    cls = settings_for(name)
+    if cls is None:
+        pytest.skip(f"{name} has no settings module yet")
+    c = container(DEPLOYMENTS[name])
+    env: dict[str, str] = {}
+    for source in c.get("envFrom", []):
+        env.update(CONFIGMAPS[source["configMapRef"]["name"]]["data"])
+    fake_secret = {
+        "AVISOS_DATABASE_URL": "postgresql://avisos:" + "p" * 40 + "@db:5432/avisos",
+        "AVISOS_REDIS_URL": "redis://:" + "r" * 40 + "@redis:6379/0",
+        "AVISOS_AMQP_URL": "amqp://avisos:" + "a" * 40 + "@rabbitmq:5672/avisos",
+        "AVISOS_TICKET_SECRET": "t" * 64,
+        "AVISOS_INTERNAL_TOKEN": "i" * 64,
+        "AVISOS_VAPID_PRIVATE_KEY": "v" * 43,
+    }
+    for e in c.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None and not ref.get("optional") and e["name"] in fake_secret:
+            env[e["name"]] = fake_secret[e["name"]]
+        elif ref is not None and not ref.get("optional"):
+            raise AssertionError(f"{name}: required secret key {e['name']} not in the README")
+    assert env["AVISOS_ENV"] == "prod"
+    with only_env(env, tmp_path):
+        settings = cls()
+    if name == "dispatcher":
+        assert "sms" not in getattr(settings, "channels")  # noqa: B009 - no Twilio account here
