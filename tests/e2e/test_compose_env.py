@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 
@@ -218,3 +219,24 @@ async def test_one_origin_in_front_of_the_prod_services(local: Local, front: str
     # The proxy logged each event's request id (the one the ERP sent).
     logged = [json.loads(line) for line in (local.log_dir / "proxy.log").read_text().splitlines()]
     assert {f"ops-{e['id']}" for e in events} <= {line["request_id"] for line in logged}
+
+
+async def test_migrate_job_runs_again_harmlessly(local: Local) -> None:
+    """compose runs `migrate` at every `up` (and the k8s Job at every upgrade): with its
+    exact environment, against an already migrated database, it exits 0 and changes
+    nothing."""
+    migrate = load_compose()["services"]["migrate"]
+    env = service_env(migrate, local.env_file)
+    assert env["AVISOS_ENV"] == "prod"
+    env["AVISOS_DATABASE_URL"] = local.backing.database_url
+    command = [sys.executable, "-m", "avisos_api.cli", *migrate["command"][1:]]
+    conn = await asyncpg.connect(local.backing.database_url)
+    try:
+        before = await conn.fetchval("SELECT version_num FROM alembic_version")
+        out = await asyncio.to_thread(
+            subprocess.run, command, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == before
+    finally:
+        await conn.close()
