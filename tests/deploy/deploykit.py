@@ -128,3 +128,21 @@ def only_env(env: Mapping[str, str], cwd: Path) -> Iterator[None]:
         os.environ.clear()
         os.environ.update(saved)
         os.chdir(old_cwd)
+
+
+def localize_nginx(upstreams: dict[str, str], port: int, access_log: Path) -> str:
+    """deploy/nginx/nginx.conf with the compose service URLs replaced by ``upstreams``
+    (service name -> http://127.0.0.1:port), listening on 127.0.0.1:``port``, the pid file
+    in the prefix directory and the access log in ``access_log``. Nothing else changes."""
+    conf = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    for name, url in upstreams.items():
+        conf, n = re.subn(rf"http://{re.escape(name)}:\d+;", f"{url};", conf)
+        assert n == 1, f"{name} is not an upstream of nginx.conf"
+    for old, new in (
+        ("listen 8080;", f"listen 127.0.0.1:{port};"),
+        ("pid /tmp/nginx.pid;", "pid nginx.pid;"),
+        ("access_log /dev/stdout avisos_json;", f"access_log {access_log} avisos_json;"),
+    ):
+        assert old in conf, old
+        conf = conf.replace(old, new)
+    return conf

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import WSMsgType, web
-from deploykit import DEPLOY
+from deploykit import DEPLOY, localize_nginx
 from websockets.asyncio.client import connect
 
 from avisos_testkit.infra import free_port
@@ -71,16 +71,11 @@ async def front(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Front
     assert NGINX is not None
     stubs = {name: Stub(name) for name in ("notification-api", "ws-gateway", "web")}
     runners = [await s.start() for s in stubs.values()]
-    conf = (DEPLOY / "nginx/nginx.conf").read_text()
-    for name, stub in stubs.items():
-        conf, n = re.subn(rf"http://{name}:\d+;", f"http://127.0.0.1:{stub.port};", conf)
-        assert n == 1, name
     port = free_port()
-    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
-    conf = conf.replace("pid /tmp/nginx.pid;", "pid nginx.pid;")
     prefix = tmp_path_factory.mktemp("nginx")
     log = prefix / "access.log"
-    conf = conf.replace("access_log /dev/stdout avisos_json;", f"access_log {log} avisos_json;")
+    upstreams = {name: f"http://127.0.0.1:{stub.port}" for name, stub in stubs.items()}
+    conf = localize_nginx(upstreams, port, log)
     (prefix / "nginx.conf").write_text(conf)
     proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; nginx runs beside the loop
         [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "deploy")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy"))
 
-from deploykit import ENV_EXAMPLE, load_compose, parse_env_file, service_env
+from deploykit import ENV_EXAMPLE, load_compose, localize_nginx, parse_env_file, service_env
 from gen_env import generate
 from opskit import (
     EMAIL_QUEUES,
@@ -156,14 +155,9 @@ async def front(local: Local) -> AsyncIterator[str]:
     """The committed nginx.conf with the compose service names pointed at the processes."""
     if NGINX is None:
         pytest.skip("nginx is not installed (apt-get install nginx-light)")
-    conf = (ROOT / "deploy/nginx/nginx.conf").read_text()
-    for name in ("notification-api", "ws-gateway", "web"):
-        conf, n = re.subn(rf"http://{name}:\d+;", f"{local.runs[name].url};", conf)
-        assert n == 1, name
     port = int(local.origin.rsplit(":", 1)[1])
-    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
-    conf = conf.replace("pid /tmp/nginx.pid;", "pid nginx.pid;")
-    conf = conf.replace("access_log /dev/stdout", f"access_log {local.log_dir}/proxy.log")
+    upstreams = {name: local.runs[name].url for name in ("notification-api", "ws-gateway", "web")}
+    conf = localize_nginx(upstreams, port, local.log_dir / "proxy.log")
     prefix = local.log_dir / "nginx"
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / "nginx.conf").write_text(conf)
