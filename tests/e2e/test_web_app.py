@@ -301,6 +301,11 @@ async def test_headers_static_spa_and_proxy_rules(web_stack: WebStack) -> None:
         async with httpx.AsyncClient(base_url=web_stack.url) as other:
             assert (await other.get("/api/v1/me")).status_code == 401
         assert (await c.get("/readyz")).json()["checks"] == {"static": "ok", "api": "ok"}
+        status = (await c.get("/system/status")).json()  # c is logged in as the admin
+        assert status["services"]["ws-gateway"]["status"] == "ok"
+        assert "avisos.ingest.events" in status["queues"]
+        async with httpx.AsyncClient(base_url=web_stack.url) as anonymous:
+            assert (await anonymous.get("/system/status")).status_code == 403
 
         manifest = (await c.get("/manifest.webmanifest")).json()
         assert manifest["start_url"].startswith("/") and manifest["display"] == "standalone"
@@ -821,6 +826,12 @@ async def test_admin_screens(web_stack: WebStack, admin: Api, browser: Browser) 
             await assert_contrast(page)
         await page.goto("/admin/health")
         await expect(page.locator("main .chip-ok").first).to_have_text("Listo")
+        await expect(page.locator("main tr", has_text="ws-gateway")).to_contain_text("Listo")
+        await expect(page.locator("#connected-users")).to_have_text(
+            re.compile(r"Usuarios conectados: [1-9]")
+        )
+        queue = page.locator("main td", has_text="avisos.dispatch.push.urgent")
+        await expect(queue).to_be_visible()
         # A template previewed with sample data in both languages.
         await page.goto("/admin/rules")
         await page.locator("main table").nth(1).locator("tbody tr button").first.click()

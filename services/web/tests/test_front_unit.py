@@ -101,3 +101,16 @@ def test_every_literal_key_used_exists() -> None:
     html = (STATIC_DIR / "index.html").read_text()
     used |= set(re.findall(r'data-i18n(?:-label)?="([\w.]+)"', html))
     assert used - keys == set()
+
+
+def test_gateway_status_helpers() -> None:
+    from avisos_web.system import gateway_http_url, parse_gateway_metrics
+
+    assert gateway_http_url("ws://127.0.0.1:8090") == "http://127.0.0.1:8090"
+    assert gateway_http_url("wss://gw.example/ws") == "https://gw.example"
+    text = (
+        "# HELP avisos_gateway_users Users\n# TYPE avisos_gateway_users gauge\n"
+        "avisos_gateway_users 3.0\navisos_gateway_connections 5.0\n"
+        'avisos_gateway_handshakes_total{result="ok"} 9.0\n'
+    )
+    assert parse_gateway_metrics(text) == {"users": 3.0, "connections": 5.0}

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket
 from avisos_web.headers import SecurityHeaders
 from avisos_web.proxy import ApiProxy, WsRelay
 from avisos_web.settings import WebSettings
+from avisos_web.system import SystemStatus
 
 #: Revalidate everything on each load: files have no content hashes (no build step), and
 #: the service worker is what makes the app fast and offline.
@@ -103,6 +104,11 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
         async def ws(websocket: WebSocket) -> None:
             await relay(websocket)
 
+        status = SystemStatus(proxy.client, settings.gateway_url, settings.amqp_url)
+
+        async def system_status(request: Request) -> Response:
+            return await status(request)
+
         routes += [
             Route(
                 "/api/{path:path}",
@@ -110,6 +116,7 @@ def create_app(settings: WebSettings | None = None) -> Starlette:
                 methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             ),
             WebSocketRoute("/ws", ws),
+            Route("/system/status", system_status),
         ]
     routes.append(Route("/{path:path}", spa))
 

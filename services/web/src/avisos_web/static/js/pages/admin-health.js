@@ -15,6 +15,18 @@ async function ready(url) {
   }
 }
 
+/** From the API when it offers /v1/admin/system, else from this front (local runs). */
+async function systemStatus() {
+  try {
+    return await api("/v1/admin/system");
+  } catch (err) {
+    if (!(err instanceof ApiError && (err.status === 404 || err.status === 405))) throw err;
+  }
+  const r = await fetch("/system/status", { credentials: "same-origin", cache: "no-store" });
+  if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => null));
+  return r.json();
+}
+
 export async function renderHealth(main) {
   const services = h("div", {}, t("common.loading"));
   const system = h("div", {}, t("common.loading"));
@@ -26,14 +38,14 @@ export async function renderHealth(main) {
     h("td", { class: "wrap" }, Object.entries(r.checks).map(([k, v]) => `${k}: ${v}`).join(" · ")));
   clear(services, table(["", t("common.status"), ""], [row("notification-api", apiReady), row("web", webReady)]));
   try {
-    const s = await api("/v1/admin/system");
+    const s = await systemStatus();
     const rows = [];
     for (const [name, r] of Object.entries(s.services || {})) rows.push(row(name, { ok: r.status === "ok" || r.ok, checks: r.checks || {} }));
+    services.querySelector("tbody")?.append(...rows);
     clear(system,
-      rows.length ? table(["", t("common.status"), ""], rows) : "",
-      s.queues ? table([t("health.queues"), "messages", "consumers"], Object.entries(s.queues).map(([q, v]) =>
-        h("tr", {}, h("td", { class: "mono" }, q), h("td", {}, String(v.messages ?? v)), h("td", {}, String(v.consumers ?? ""))))) : "",
-      s.connected_users != null ? h("p", { class: "big-num" }, `${t("health.connected")}: ${s.connected_users}`) : "");
+      s.connected_users != null ? h("p", { class: "big-num", id: "connected-users" }, `${t("health.connected")}: ${s.connected_users}`) : "",
+      s.queues ? table([t("health.queues"), t("health.messages"), t("health.consumers")], Object.entries(s.queues).map(([q, v]) =>
+        h("tr", {}, h("td", { class: "mono" }, q), h("td", { class: v.messages ? "num-high" : "" }, String(v.messages ?? v)), h("td", {}, String(v.consumers ?? ""))))) : "");
   } catch (err) {
     clear(system, h("p", { class: "muted" }, err instanceof ApiError && (err.status === 404 || err.status === 405) ? t("app.not_available") : errorText(err)));
   }
