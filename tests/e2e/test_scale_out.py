@@ -51,6 +51,9 @@ PUBLISHERS_IN_PARALLEL = 8
 
 pytestmark = pytest.mark.timeout(240)
 
+#: A queue each kind of process consumes with avisos_common.amqp.Worker.
+CONSUMED = {"avisos_api": "avisos.dead-letters", "avisos_reports": "avisos.reports.jobs"}
+
 
 @dataclass
 class Cluster:
@@ -212,6 +215,10 @@ async def test_every_instance_serves_health_readiness_and_metrics(cluster: Clust
                 assert (await http.get(f"{run.url}{path}")).status_code == 200, (run.name, path)
             metrics = (await http.get(f"{run.url}/metrics")).text
             assert expected[run.spec.module.removeprefix("avisos_")] in metrics, run.name
+            consumed = CONSUMED.get(run.spec.module)
+            if consumed is not None:  # the consumer outcome counters of avisos_common.amqp
+                for family in ("processed", "retried", "dead_lettered"):
+                    assert f'avisos_messages_{family}_total{{queue="{consumed}"}}' in metrics
         for run in cluster.dispatchers:
             url = f"http://127.0.0.1:{run.env['AVISOS_METRICS_PORT']}"
             try:

@@ -39,8 +39,22 @@ from pydantic import BaseModel
 
 from avisos_common import logging as avisos_logging
 from avisos_common import topology
+from avisos_common.metrics import Counter
 
 log = logging.getLogger(__name__)
+
+# Every consumer's outcomes, by queue, in the process's default registry (its /metrics).
+MESSAGES_PROCESSED = Counter(
+    "avisos_messages_processed_total", "Messages handled and acked, by queue", ["queue"]
+)
+MESSAGES_RETRIED = Counter(
+    "avisos_messages_retried_total", "Messages sent to a retry delay queue, by queue", ["queue"]
+)
+MESSAGES_DEAD_LETTERED = Counter(
+    "avisos_messages_dead_lettered_total",
+    "Messages dead-lettered (rejected, or out of attempts), by queue",
+    ["queue"],
+)
 
 
 class PublishError(RuntimeError):
@@ -165,6 +179,8 @@ class Worker:
         self._channel = await self.connection.channel()
         await self._channel.set_qos(prefetch_count=self.prefetch)
         self._queue = await self._channel.get_queue(self.queue, ensure=True)
+        for counter in (MESSAGES_PROCESSED, MESSAGES_RETRIED, MESSAGES_DEAD_LETTERED):
+            counter.labels(self.queue)  # the series exist (at 0) before the first message
         self._consumer_tag = await self._queue.consume(self._on_message)
         log.info("consuming", extra={"queue_name": self.queue})
 
@@ -217,6 +233,7 @@ class Worker:
                 await self._retry_or_dead_letter(message, attempt, f"{type(exc).__name__}: {exc}")
             else:
                 self.processed += 1
+                MESSAGES_PROCESSED.labels(self.queue).inc()
                 await message.ack()
 
     async def _retry_or_dead_letter(
@@ -234,6 +251,7 @@ class Worker:
             delay_secs if delay_secs is not None else backoff_secs(attempt, self.backoff_base_secs)
         )
         bucket = topology.delay_bucket(wanted)
+        MESSAGES_RETRIED.labels(self.queue).inc()
         log.info("retrying", extra={"attempt": attempt, "delay_secs": bucket, "reason": reason})
         await self.republish(
             message,
@@ -248,6 +266,7 @@ class Worker:
         await message.ack()
 
     async def dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        MESSAGES_DEAD_LETTERED.labels(self.queue).inc()
         await self.republish(
             message,
             exchange=topology.EXCHANGE_DEAD,
