@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ def _admin_cli(env: dict[str, str], *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def web_stack(stack: Stack) -> WebStack:
+def web_stack(stack: Stack) -> Iterator[WebStack]:
     web_port = free_port()
     origin = f"http://127.0.0.1:{web_port}"
     reports_dir = str(stack.log_dir / "web-reports")
@@ -106,7 +106,11 @@ def web_stack(stack: Stack) -> WebStack:
     env = {**api.env, "AVISOS_ADMIN_PASSWORD": PASSWORD}
     _admin_cli(env, "create-admin", admin_email, "--name", "Ada Admin")
     key = _admin_cli(env, "create-api-key", "erp-web", "--scope", "events:publish")
-    return WebStack(api, gateway, web, admin_email, key.strip().splitlines()[-1])
+    yield WebStack(api, gateway, web, admin_email, key.strip().splitlines()[-1])
+    # The stack is shared by the session: leave nothing consuming for the next modules.
+    for name in ("web", "gateway-web", "reports-web", "api-web"):
+        if name in stack.running:
+            stack.stop(name)
 
 
 class Api:

@@ -52,3 +52,11 @@ def test_health() -> None:
     with client() as c:
         assert c.get("/healthz").json() == {"status": "ok"}
         assert c.get("/readyz").json() == {"status": "ok", "checks": {"static": "ok"}}
+
+
+def test_hsts_only_over_https() -> None:
+    app = create_app(WebSettings(web_proxy=False))
+    with TestClient(app, base_url="https://avisos.example") as c:
+        assert c.get("/").headers["strict-transport-security"].startswith("max-age=")
+    with client() as c:
+        assert "strict-transport-security" not in c.get("/").headers

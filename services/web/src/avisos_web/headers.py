@@ -37,6 +37,9 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
+HSTS = b"max-age=31536000; includeSubDomains"
+
+
 class SecurityHeaders:
     """ASGI middleware: adds :data:`SECURITY_HEADERS` to every HTTP response (replacing
     any the upstream API set, so the page's policy is always this one)."""
@@ -51,10 +54,14 @@ class SecurityHeaders:
 
         names = {name for name, _ in SECURITY_HEADERS}
 
+        https = scope.get("scheme") == "https"
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
                 headers.extend(SECURITY_HEADERS)
+                if https:  # only over TLS: browsers ignore it on plain HTTP anyway
+                    headers.append((b"strict-transport-security", HSTS))
                 message = {**message, "headers": headers}
             await send(message)
 
