@@ -443,6 +443,36 @@ async def admin_count(web: WebStack, email: str) -> int:
         await u.close()
 
 
+async def test_center_pages_with_the_cursor_and_filters(
+    web_stack: WebStack, admin: Api, browser: Browser
+) -> None:
+    user = await new_user(admin, "staff")
+    for i in range(30):
+        await notify(admin, user["id"], f"Lote N-{i:02d} caduca", "low" if i % 2 else "normal")
+    ctx = await new_context(browser, web_stack)
+    try:
+        page = await ctx.new_page()
+        await login(page, user["email"])
+        await page.goto("/notifications")
+        notes = page.locator("avisos-center li.note")
+        await expect(notes).to_have_count(25)  # one page
+        await expect(notes.first).to_contain_text("N-29")  # newest first
+        await notes.last.scroll_into_view_if_needed()
+        await expect(notes).to_have_count(30)  # the next page, from next_cursor
+        await expect(page.locator("avisos-center .list-status")).to_have_text("No hay más.")
+        await page.locator("avisos-center input[type=search]").fill("N-07")
+        await expect(notes).to_have_count(1)
+        await page.locator("avisos-center input[type=search]").fill("")
+        await page.locator("avisos-center select[name=priority]").select_option("low")
+        await expect(notes).to_have_count(15)
+        await page.locator("avisos-center select[name=priority]").select_option("")
+        await page.locator("avisos-center input[name=unread]").check()
+        await notes.first.locator("[data-action=read]").click()
+        await expect(notes).to_have_count(24)  # read ones leave the unread view
+    finally:
+        await ctx.close()
+
+
 async def test_preferences_saved_and_reloaded(
     web_stack: WebStack, admin: Api, browser: Browser
 ) -> None:
