@@ -178,7 +178,9 @@ async def test_one_origin_in_front_of_the_prod_services(local: Local, front: str
     await wait_consumers(local.backing.amqp_url, EMAIL_QUEUES, 1)
     async with httpx.AsyncClient(base_url=front, timeout=10) as c:
         assert "<html" in (await c.get("/")).text.lower()
-        assert (await c.get("/api/v1/me")).status_code == 401
+        me = await c.get("/api/v1/me", headers={"X-Request-ID": "cenv-me-1"})
+        assert me.status_code == 401
+        assert me.headers.get_list("x-request-id") == ["cenv-me-1"]  # the API's, once
         assert (await c.get("/api/internal/v1/users/x/notifications/read")).status_code == 404
     # create-admin ran in the background since the fixture started
     for _ in range(600):
