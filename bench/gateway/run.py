@@ -214,6 +214,20 @@ async def send_latency_buckets(port: int) -> dict[float, float]:
     return out
 
 
+async def gc_counts(port: int) -> dict[str, float]:
+    """Collections and total pause seconds by generation, from the gateway's /metrics."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(
+            ("avisos_gateway_gc_pause_seconds_count", "avisos_gateway_gc_pause_seconds_sum")
+        ):
+            name, value = line.rsplit(" ", 1)
+            out[name.removeprefix("avisos_gateway_gc_pause_seconds_")] = float(value)
+    return out
+
+
 def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
     """Upper bound of the bucket holding quantile ``q`` of what was observed in between."""
     diffs = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
@@ -345,6 +359,7 @@ async def bench_gateway(
         )
         if memory_only:
             return out
+        out["gc_after_connect"] = await gc_counts(port)
         channel = await amqp.channel(publisher_confirms=False)
         feed = Feed(channel, [u for u, _ in pairs[WARMUP : WARMUP + n]])
         gw_proc = psutil.Process(proc.pid)
@@ -355,6 +370,7 @@ async def bench_gateway(
             sent = await feed.rate(per_sec, phase_secs)
             lat, received, _ = await wait_received(workers, sent, 10)
             hist1 = await send_latency_buckets(port)
+            out[f"gc_after_{per_sec}"] = await gc_counts(port)
             t_user1, t_sys1 = gw_proc.cpu_times()[:2]
             cpu = (t_user1 - t_user0) + (t_sys1 - t_sys0)
             print(f"  gateway CPU user {t_user1 - t_user0:.2f}s sys {t_sys1 - t_sys0:.2f}s")
@@ -394,6 +410,7 @@ async def bench_gateway(
             f"{last - t0:.3f}s (publishing took {published:.3f}s)",
             flush=True,
         )
+        out["gc_after_all"] = await gc_counts(port)
         alive = sum(a[1] for a in await workers.all("alive"))
         out["alive_at_end"] = alive
     finally:

@@ -35,6 +35,7 @@ async def serve(settings: GatewaySettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await gateway.start()
+    gateway.metrics.watch_gc()
     # Everything allocated so far (modules, pools, settings) lives as long as the process:
     # keep it out of the cyclic GC's scans, which otherwise grow with every import.
     gc.freeze()
