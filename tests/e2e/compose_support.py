@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ENABLED = os.environ.get("AVISOS_E2E_COMPOSE") == "1"
 SKIP_REASON = (
     "AVISOS_E2E_COMPOSE=1 not set: these tests need a Docker engine with the compose "
-    "plugin (the development machine of this repository has none); the same flows run "
-    "against processes in test_scale_out.py and test_shutdown.py"
+    "plugin (the development machine of this repository has none); the compose "
+    "environment runs as processes in test_compose_env.py, scale-out and shutdown in "
+    "test_scale_out.py and test_shutdown.py"
 )
 PROJECT = "avisos-e2e"
 STARTUP_TIMEOUT_SECS = 600.0
