@@ -187,3 +187,24 @@ async def test_realtime_ticket_for_sessions_only(people: People) -> None:
     r = await p.client.post("/v1/realtime/ticket")
     assert r.status_code == 200 and r.json()["expires_in"] == 30
     assert r.json()["ticket"].count(".") == 2
+
+
+async def test_admin_system_status(people: People, state: AppState) -> None:
+    import json
+
+    staff = await people.create()
+    assert (await staff.client.get("/v1/admin/system")).status_code == 403
+    admin = await people.create(roles=["admin"])
+    key = state.cache.key("presence", "gateway", "gw-test-1")
+    await state.cache.client.set(
+        key, json.dumps({"instance": "gw-test-1", "users": 3, "connections": 4}), ex=30
+    )
+    try:
+        body = (await admin.client.get("/v1/admin/system")).json()
+    finally:
+        await state.cache.client.delete(key)
+    assert body["services"]["notification-api"]["status"] == "ok"
+    assert body["queues"]["avisos.dispatch.email.urgent"]["messages"] >= 0
+    assert "avisos.dead-letters" in body["queues"]
+    assert body["connected_users"] == 3
+    assert body["connections"] == 4

@@ -25,6 +25,7 @@ from avisos_api.api.routes import (
     preferences,
     reports,
     rules,
+    system,
     templates,
     users,
     webhooks,
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(RequestContext)
-    for module in (health, auth, users, api_keys, notifications, internal):
+    for module in (health, auth, users, api_keys, notifications, internal, system):
         app.include_router(module.router)
     for module in (deliveries, dead_letters, webhooks):
         app.include_router(module.router)

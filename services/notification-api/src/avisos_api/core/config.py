@@ -49,6 +49,10 @@ class Settings(ServiceSettings):
     #: VAPID public key (base64url) browsers need to subscribe to Web Push.
     vapid_public_key: str | None = None
 
+    #: Readiness URLs of the other services for the admin System screen:
+    #: ``name=url,name=url`` (e.g. ``ws-gateway=http://ws-gateway:8001/readyz``).
+    service_ready_urls: str = ""
+
     secret_fields: tuple[str, ...] = ("ticket_secret", "internal_token")
 
     @property

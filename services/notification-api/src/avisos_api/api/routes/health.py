@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from avisos_api.api.deps import StateDep
+from avisos_api.api.deps import AppState, StateDep
 from avisos_api.schemas import Health
 from avisos_common.metrics import render
 
@@ -23,9 +23,8 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
-async def readyz(state: StateDep) -> Response:
-    """PostgreSQL, Redis and RabbitMQ are reachable (503 and which one, otherwise)."""
+async def backing_checks(state: AppState) -> dict[str, str]:
+    """Reachability of PostgreSQL, Redis and RabbitMQ: ``ok`` or why not."""
     checks: dict[str, str] = {}
 
     async def pg() -> None:
@@ -46,6 +45,13 @@ async def readyz(state: StateDep) -> Response:
             checks[name] = "ok"
         except Exception as exc:  # every failure is a "not ready" answer, never a 500
             checks[name] = f"unavailable: {type(exc).__name__}"
+    return checks
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+async def readyz(state: StateDep) -> Response:
+    """PostgreSQL, Redis and RabbitMQ are reachable (503 and which one, otherwise)."""
+    checks = await backing_checks(state)
     ok = all(v == "ok" for v in checks.values())
     body = Health(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
