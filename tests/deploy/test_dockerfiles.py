@@ -176,3 +176,17 @@ def test_dependency_layer_installs_from_manifests_alone(tmp_path: Path) -> None:
             assert out.returncode == 0, f"{arg}\n{out.stderr}"
     entry = eval(parse(DEPLOY / service / "Dockerfile")[-1].all("CMD")[-1])[0]  # noqa: S307
     assert (tmp_path / "venv" / "bin" / entry).exists()
+
+
+def test_uv_image_matches_the_uv_that_locks() -> None:
+    """uv.lock is written by the workspace's uv; the image's uv must be as new (an older
+    one may not read the lock's revision)."""
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv not on PATH")
+    local = subprocess.run([uv, "--version"], capture_output=True, text=True, check=True)
+    major_minor = tuple(int(x) for x in local.stdout.split()[1].split(".")[:2])
+    for service in AVISOS_SERVICES:
+        base = next(s.base for s in parse(DEPLOY / service / "Dockerfile") if s.name == "uv")
+        tag = tuple(int(x) for x in base.rsplit(":", 1)[1].split(".")[:2])
+        assert tag >= major_minor, f"{service}: {base} is older than uv {local.stdout.strip()}"
