@@ -294,3 +294,15 @@ def test_dispatcher_channels_match_configured_providers(tmp_path: Path) -> None:
     with only_env(service_env(SERVICES["dispatcher"], env), tmp_path):
         with_sms = DispatcherSettings()
     assert with_sms.channels == ["email", "sms", "push"]
+
+
+def test_system_screen_urls_name_real_services_and_ports() -> None:
+    """AVISOS_SERVICE_READY_URLS (the API's admin System screen) points at compose services
+    on the ports their health checks use."""
+    env = service_env(SERVICES["notification-api"], generated_env())
+    urls = dict(part.split("=", 1) for part in env["AVISOS_SERVICE_READY_URLS"].split(","))
+    assert set(urls) == {"ws-gateway", "dispatcher", "reports", "web"}
+    for name, url in urls.items():
+        m = re.fullmatch(rf"http://{name}:(\d+)/readyz", url)
+        assert m, url
+        assert f":{m.group(1)}/" in SERVICES[name]["healthcheck"]["test"][-1], name
