@@ -62,6 +62,8 @@ class GatewaySettings(ServiceSettings):
     compression: bool = False
     close_timeout_secs: float = 5.0
     drain_timeout_secs: float = 10.0
+    #: How often frozen objects are handed back to the cyclic GC (see Gateway._manage_gc).
+    gc_unfreeze_interval_secs: float = 3600.0
     db_pool_max: int = 10
     redis_pool_max: int = 32
     #: Concurrent catch-up queries (resume and gap repair) this instance runs.
