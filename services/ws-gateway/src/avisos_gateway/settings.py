@@ -6,9 +6,14 @@ import os
 import secrets
 import socket
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
-from avisos_common.settings import ServiceSettings
+from avisos_common.settings import ServiceSettings, SettingsError
+
+#: The API's development defaults, so that ``make run`` works without configuration;
+#: refused outside dev/test (see :meth:`GatewaySettings._no_dev_secrets`).
+DEV_TICKET_SECRET = "dev-only-ticket-secret-not-for-production-use-0000"  # noqa: S105
+DEV_INTERNAL_TOKEN = "dev-only-internal-token-not-for-production-use-000"  # noqa: S105
 
 
 def _default_instance_id() -> str:
@@ -27,7 +32,7 @@ class GatewaySettings(ServiceSettings):
     instance_id: str = Field(default_factory=_default_instance_id)
 
     #: HS256 key shared with the API that mints tickets (``AVISOS_TICKET_SECRET``).
-    ticket_secret: SecretStr = SecretStr("dev-ticket-secret-not-for-production")
+    ticket_secret: SecretStr = SecretStr(DEV_TICKET_SECRET)
     ticket_audience: str = "avisos-gateway"
     ticket_issuer: str = "avisos-api"
     #: Tolerated clock skew between API and gateway when checking ``exp``/``iat``.
@@ -38,7 +43,7 @@ class GatewaySettings(ServiceSettings):
     #: ``AVISOS_API_INTERNAL_URL``: base URL of the API's internal endpoints.
     api_internal_url: str = "http://127.0.0.1:8000"
     #: ``AVISOS_INTERNAL_TOKEN``: sent as ``X-Avisos-Internal-Token``.
-    internal_token: SecretStr = SecretStr("dev-internal-token-not-for-production")
+    internal_token: SecretStr = SecretStr(DEV_INTERNAL_TOKEN)
     api_timeout_secs: float = 5.0
 
     #: Comma-separated exact origins allowed to open a socket (``AVISOS_ALLOWED_ORIGINS``).
@@ -70,6 +75,16 @@ class GatewaySettings(ServiceSettings):
     catch_up_concurrency: int = 8
 
     secret_fields: tuple[str, ...] = ("ticket_secret", "internal_token")
+
+    @model_validator(mode="after")
+    def _no_dev_secrets(self) -> GatewaySettings:
+        if self.env in ("dev", "test"):
+            return self
+        if self.ticket_secret.get_secret_value() == DEV_TICKET_SECRET:
+            raise SettingsError("AVISOS_TICKET_SECRET is the development default; set it")
+        if self.internal_token.get_secret_value() == DEV_INTERNAL_TOKEN:
+            raise SettingsError("AVISOS_INTERNAL_TOKEN is the development default; set it")
+        return self
 
     @property
     def origins(self) -> frozenset[str]:
