@@ -75,10 +75,15 @@ def web_stack(stack: Stack) -> Iterator[WebStack]:
     web_port = free_port()
     origin = f"http://127.0.0.1:{web_port}"
     reports_dir = str(stack.log_dir / "web-reports")
+    gateway_port = free_port()
     api = stack.start(
         "api",
         name="api-web",
-        extra_env={"AVISOS_PUBLIC_URL": origin, "AVISOS_REPORTS_DIR": reports_dir},
+        extra_env={
+            "AVISOS_PUBLIC_URL": origin,
+            "AVISOS_REPORTS_DIR": reports_dir,
+            "AVISOS_SERVICE_READY_URLS": f"ws-gateway=http://127.0.0.1:{gateway_port}/readyz",
+        },
     )
     stack.start(
         "reports",
@@ -88,6 +93,7 @@ def web_stack(stack: Stack) -> Iterator[WebStack]:
     gateway = stack.start(
         "gateway",
         name="gateway-web",
+        port=gateway_port,
         extra_env={
             "AVISOS_ALLOWED_ORIGINS": f"{origin},http://localhost:{web_port}",
             "AVISOS_API_INTERNAL_URL": api.url,

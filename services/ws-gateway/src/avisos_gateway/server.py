@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 SWEEP_BATCH = 500
 #: The keep-alive sweep handles a slice of the connections this often.
 SWEEP_TICK_SECS = 1.0
+#: How often an instance refreshes its presence key in Redis, and how long the key lives.
+PRESENCE_INTERVAL_SECS = 2.0
+PRESENCE_TTL_SECS = 10
 #: New connections since the last gc.freeze() that make it worth freezing again.
 GC_FREEZE_MIN_GROWTH = 500
 #: A replay that cannot be written within this time means the client is too slow.
@@ -86,6 +89,7 @@ class Gateway:
         self.server: Server | None = None
         self.draining = False
         self._sweeper: asyncio.Task[None] | None = None
+        self._presence: asyncio.Task[None] | None = None
         self._catch_up_slots = asyncio.Semaphore(settings.catch_up_concurrency)
         self._origins = settings.origins
         self._gc_frozen_connections = 0
@@ -124,6 +128,7 @@ class Gateway:
         )
         await self.consumer.start()
         self._sweeper = asyncio.create_task(self._sweep_forever())
+        self._presence = asyncio.create_task(self._presence_forever())
         log.info(
             "gateway started",
             extra={"port": s.gateway_port, "instance_id": s.instance_id},
@@ -144,6 +149,9 @@ class Gateway:
                     await self.server.wait_closed()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._presence is not None:
+            self._presence.cancel()
+        await self._forget_presence()
         await self.consumer.stop()
         if self.http is not None:
             await self.http.aclose()
@@ -444,6 +452,40 @@ class Gateway:
         )
 
     # --- keep-alive --------------------------------------------------------------------
+
+    # --- presence (for the admin System screen) -----------------------------------------
+
+    def _presence_key(self) -> str:
+        return f"{self.settings.redis_prefix}presence:gateway:{self.settings.instance_id}"
+
+    async def _presence_forever(self) -> None:
+        """Publish this instance's connection counts in Redis every
+        ``PRESENCE_INTERVAL_SECS``; the key expires if the instance dies, so the API's
+        ``/v1/admin/system`` sums only live gateways."""
+        while True:
+            try:
+                assert self.redis is not None
+                await self.redis.set(
+                    self._presence_key(),
+                    json.dumps(
+                        {
+                            "instance": self.settings.instance_id,
+                            "users": self.hub.users(),
+                            "connections": self.hub.connections,
+                            "ready": self.ready,
+                            "at": time.time(),
+                        }
+                    ),
+                    ex=PRESENCE_TTL_SECS,
+                )
+            except Exception as exc:  # presence is best-effort: never let it stop
+                log.warning("presence not written", extra={"error": repr(exc)})
+            await asyncio.sleep(PRESENCE_INTERVAL_SECS)
+
+    async def _forget_presence(self) -> None:
+        if self.redis is not None:
+            with contextlib.suppress(aioredis.RedisError, OSError):
+                await self.redis.delete(self._presence_key())
 
     async def _sweep_forever(self) -> None:
         """Ping and idle-check every connection once per ping interval, a slice per tick:
