@@ -35,7 +35,7 @@ SERVICES: dict[str, ServiceSpec] = {
     "api": ServiceSpec("avisos_api", "AVISOS_API_PORT"),
     "relay": ServiceSpec("avisos_api", None, args=("relay",)),
     "gateway": ServiceSpec("avisos_gateway", "AVISOS_GATEWAY_PORT"),
-    "dispatcher": ServiceSpec("avisos_dispatcher", "AVISOS_DISPATCHER_PORT"),
+    "dispatcher": ServiceSpec("avisos_dispatcher", "AVISOS_METRICS_PORT"),
     "reports": ServiceSpec("avisos_reports", "AVISOS_REPORTS_PORT"),
     "web": ServiceSpec("avisos_web", "AVISOS_WEB_PORT", ready_path="/healthz"),
 }

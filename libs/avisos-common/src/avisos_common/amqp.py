@@ -174,6 +174,15 @@ class Worker:
     async def handle(self, body: bytes, message: AbstractIncomingMessage, attempt: int) -> None:
         raise NotImplementedError
 
+    @property
+    def consuming(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`, while the channel is open."""
+        return (
+            self._consumer_tag is not None
+            and self._channel is not None
+            and not self._channel.is_closed
+        )
+
     async def start(self) -> None:
         self.publisher = await Publisher.open(self.connection)
         self._channel = await self.connection.channel()

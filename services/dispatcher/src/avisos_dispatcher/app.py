@@ -10,6 +10,7 @@ from typing import Any
 import redis.asyncio as redis
 
 from avisos_common import amqp, topology
+from avisos_common.health import HealthServer
 from avisos_dispatcher.base import ChannelHandler, ChannelRunner
 from avisos_dispatcher.email import EmailHandler
 from avisos_dispatcher.push import PushHandler
@@ -28,6 +29,7 @@ class Dispatcher:
         self.settings = settings
         self.runners: list[ChannelRunner] = []
         self.handlers: list[ChannelHandler[Any]] = []
+        self.health: HealthServer | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -76,9 +78,24 @@ class Dispatcher:
             await runner.start()
             self.handlers.append(handler)
             self.runners.append(runner)
+        if s.metrics_port:
+            self.health = HealthServer(s.health_host, s.metrics_port, self.ready)
+            await self.health.start()
         log.info("dispatcher started", extra={"channels": list(s.channels)})
 
+    async def ready(self) -> bool:
+        """Broker connected, every channel consuming, PostgreSQL and Redis answering."""
+        if self.connection.is_closed or not self.runners:
+            return False
+        if not all(r.consuming for r in self.runners):
+            return False
+        await self.store.pool.fetchval("SELECT 1")
+        await self.redis.ping()
+        return True
+
     async def stop(self) -> None:
+        if self.health is not None:
+            await self.health.stop()
         for runner in self.runners:
             await runner.stop()
         for handler in self.handlers:

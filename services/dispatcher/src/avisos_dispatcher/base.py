@@ -147,6 +147,18 @@ class ChannelHandler(Generic[M]):
                 "claim was taken over while sending", extra={"delivery_id": str(msg.delivery_id)}
             )
         self.sent += 1
+        # One line per send, carrying (through the Worker's log context) the request id
+        # that came with the message: an operator can follow an event to the mailbox.
+        log.info(
+            "sent",
+            extra={
+                "channel": self.channel,
+                "delivery_id": str(msg.delivery_id),
+                "notification_id": str(msg.notification_id) if msg.notification_id else None,
+                "provider": result.provider,
+                "provider_message_id": result.provider_message_id,
+            },
+        )
 
     async def _record_failure(
         self,
@@ -233,6 +245,10 @@ class ChannelRunner:
     async def start(self) -> None:
         for worker in self.workers:
             await worker.start()
+
+    @property
+    def consuming(self) -> bool:
+        return all(w.consuming for w in self.workers)
 
     async def stop(self, timeout_secs: float = 30.0) -> None:
         for worker in self.workers:

@@ -114,8 +114,9 @@ class DispatcherSettings(ServiceSettings):
     #: Channels this instance consumes.
     channels: list[Literal["email", "sms", "push"]] = ["email", "sms", "push"]
     db_pool_size: int = 10
-    #: Port of the health/metrics endpoint (0: none).
+    #: Port of the /healthz, /readyz and /metrics endpoint (0: none).
     metrics_port: int = 0
+    health_host: str = "0.0.0.0"
 
     @model_validator(mode="after")
     def _secrets_of_configured_channels(self) -> DispatcherSettings:

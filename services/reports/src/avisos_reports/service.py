@@ -12,10 +12,10 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import ValidationError
 
 from avisos_common.amqp import Publisher, Reject, RetryLater, Worker, connect
+from avisos_common.health import HealthServer
 from avisos_common.messages import ReportJobRequested
 from avisos_common.topology import QUEUE_REPORTS
 from avisos_reports.db import Database
-from avisos_reports.health import HealthServer
 from avisos_reports.jobs import Clock, JobRunner, utcnow
 from avisos_reports.maintenance import Cleanup, Reaper, Scheduler, every
 from avisos_reports.notify import Notifier

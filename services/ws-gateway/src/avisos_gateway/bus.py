@@ -23,6 +23,7 @@ import aiormq
 from aiormq.abc import DeliveredMessage
 
 from avisos_common import topology
+from avisos_common.logging import AMQP_REQUEST_ID_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,9 @@ RECONNECT_MAX_DELAY_SECS = 10.0
 class RealtimeConsumer:
     """Call :meth:`start` (returns once consuming), :meth:`stop` at the end."""
 
-    def __init__(self, amqp_url: str, instance_id: str, on_body: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, amqp_url: str, instance_id: str, on_body: Callable[[bytes, str | None], None]
+    ) -> None:
         self.amqp_url = amqp_url
         self.queue_name = topology.realtime_queue(instance_id)
         self._on_body = on_body
@@ -114,7 +117,9 @@ class RealtimeConsumer:
 
     async def _on_delivery(self, message: DeliveredMessage) -> None:
         # Synchronous from here on: messages are handled in the order they arrive.
+        headers = message.header.properties.headers or {}
+        rid = headers.get(AMQP_REQUEST_ID_HEADER)
         try:
-            self._on_body(message.body)
+            self._on_body(message.body, rid if isinstance(rid, str) else None)
         except Exception:
             log.exception("realtime message failed")

@@ -541,8 +541,11 @@ class Gateway:
 
     # --- bus ---------------------------------------------------------------------------
 
-    def on_bus_message(self, body: bytes) -> None:
-        """Route one realtime message to the connections of its user (synchronous)."""
+    def on_bus_message(self, body: bytes, request_id: str | None = None) -> None:
+        """Route one realtime message to the connections of its user (synchronous).
+
+        A notification pushed to local connections is logged once, with the request id
+        it was created under, so an operator can follow it from the event to the socket."""
         try:
             msg = realtime_adapter.validate_json(body)
         except ValidationError:
@@ -570,8 +573,18 @@ class Gateway:
                 updated=isinstance(msg, NotificationUpdated),
                 unread=msg.unread,
             )
-            self.hub.deliver(user, msg.notification.seq, frame)
+            sent = self.hub.deliver(user, msg.notification.seq, frame)
             self.metrics.send_latency.observe(time.time() - msg.produced_at.timestamp())
+            log.info(
+                "pushed",
+                extra={
+                    "request_id": request_id,
+                    "user_id": str(user),
+                    "notification_id": str(msg.notification.id),
+                    "seq": msg.notification.seq,
+                    "connections": sent,
+                },
+            )
         elif isinstance(msg, ReadStateChanged):
             self.hub.deliver(user, None, protocol.read_confirmation_frame(msg))
             self.hub.deliver(user, None, protocol.unread_frame(msg.unread))

@@ -1,12 +1,14 @@
-"""``/healthz``, ``/readyz`` and ``/metrics`` on ``AVISOS_REPORTS_PORT`` (0: none).
+"""``/healthz``, ``/readyz`` and ``/metrics`` for the services without a web framework
+(dispatcher, reports).
 
-A deliberately tiny HTTP/1.1 server on asyncio (one request per connection): the service
-has no web framework, and probes and Prometheus only ever send ``GET``.
+A deliberately tiny HTTP/1.1 server on asyncio (one request per connection): probes and
+Prometheus only ever send ``GET``. The caller passes ``ready``, an async callable that
+says whether the service can do its work (broker connected, queues consumed, database
+answering); it must not raise for "no", and it gets ``REQUEST_TIMEOUT_SECS`` to answer.
 
 * ``/healthz``: 200 while the event loop answers (liveness).
-* ``/readyz``: 200 when the broker connection is open, the job queue is consumed and the
-  database answers; 503 otherwise.
-* ``/metrics``: the Prometheus registry (:mod:`avisos_reports.metrics`).
+* ``/readyz``: 200 when ``ready()`` is true; 503 otherwise.
+* ``/metrics``: the process's Prometheus registry.
 """
 
 from __future__ import annotations
