@@ -52,7 +52,7 @@ SERVICE_MODULES: dict[str, tuple[str, ...]] = {
     "web": ("avisos_web.settings",),
 }
 #: Fields that configure the settings machinery itself, not the service.
-NOT_VARIABLES = frozenset({"secret_fields"})
+NOT_VARIABLES = frozenset({"secret_fields", "credential_fields"})
 
 
 @dataclass(frozen=True)

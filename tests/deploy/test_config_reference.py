@@ -20,7 +20,7 @@ def test_reference_lists_secrets_and_descriptions() -> None:
     cls = settings_class("ws-gateway")
     assert cls is not None
     for name in cls.model_fields:
-        if name != "secret_fields":
+        if name not in ("secret_fields", "credential_fields"):
             assert f"`AVISOS_{name.upper()}`" in block
 
 

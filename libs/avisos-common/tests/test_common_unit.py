@@ -104,3 +104,15 @@ def test_messages_are_strict_and_versioned() -> None:
     assert lane_for("critical") == lane_for("high") == "urgent"
     assert lane_for("low") == lane_for("normal") == "normal"
     assert NotificationCreated.model_fields["kind"].default == "notification.created"
+
+
+class _Provider(ServiceSettings):
+    smtp_password: SecretStr | None = None
+    credential_fields: tuple[str, ...] = ("smtp_password",)
+
+
+def test_provider_credentials_need_a_value_not_a_length() -> None:
+    assert _Provider(env="prod", smtp_password=SecretStr("abcd efgh ijkl mnop")).smtp_password
+    for bad in (None, "", "changeme"):
+        with pytest.raises(ValidationError, match="AVISOS_SMTP_PASSWORD"):
+            _Provider(env="prod", smtp_password=SecretStr(bad) if bad is not None else None)

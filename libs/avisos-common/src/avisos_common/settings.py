@@ -52,8 +52,11 @@ class SettingsError(ValueError):
 
 
 class ServiceSettings(BaseSettings):
-    """Fields every service has. Subclasses add theirs and list secret fields in
-    ``secret_fields`` so that :meth:`_check_secrets` validates them."""
+    """Fields every service has. Subclasses add theirs and list in ``secret_fields`` the
+    secrets Avisos generates itself (must be long and random), and in
+    ``credential_fields`` those a provider issues (SMTP passwords, which may be short:
+    only checked for being set and not a placeholder); :meth:`_check_secrets` validates
+    both outside dev/test."""
 
     model_config = SettingsConfigDict(
         env_prefix="AVISOS_",
@@ -74,19 +77,20 @@ class ServiceSettings(BaseSettings):
     amqp_url: str = DEFAULT_AMQP_URL
 
     secret_fields: tuple[str, ...] = ()
+    credential_fields: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _check_secrets(self) -> ServiceSettings:
         if self.env in ("dev", "test"):
             return self
-        for name in self.secret_fields:
+        for name in (*self.secret_fields, *self.credential_fields):
             value = getattr(self, name, None)
             raw = value.get_secret_value() if isinstance(value, SecretStr) else (value or "")
             env_name = f"AVISOS_{name.upper()}"
             lowered = raw.strip().lower()
             if lowered in PLACEHOLDER_SECRETS or any(m in lowered for m in PLACEHOLDER_MARKERS):
                 raise SettingsError(f"{env_name} is missing or a placeholder; set a real secret")
-            if len(raw) < MIN_SECRET_LENGTH:
+            if name in self.secret_fields and len(raw) < MIN_SECRET_LENGTH:
                 raise SettingsError(
                     f"{env_name} is too short ({len(raw)} chars); use at least "
                     f"{MIN_SECRET_LENGTH} random characters"

@@ -120,14 +120,17 @@ class DispatcherSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _secrets_of_configured_channels(self) -> DispatcherSettings:
-        fields: list[str] = []
+        # Provider-issued credentials are checked for presence, not length (an SMTP app
+        # password may have 16 characters); our own VAPID key must be a real key.
+        credentials: list[str] = []
         if self.smtp_username:
-            fields.append("smtp_password")
+            credentials.append("smtp_password")
+        if self.smtp_fallback_username:
+            credentials.append("smtp_fallback_password")
         if "sms" in self.channels and self.twilio_account_sid:
-            fields.append("twilio_auth_token")
-        if "push" in self.channels:
-            fields.append("vapid_private_key")
-        self.secret_fields = tuple(fields)
+            credentials.append("twilio_auth_token")
+        self.credential_fields = tuple(credentials)
+        self.secret_fields = ("vapid_private_key",) if "push" in self.channels else ()
         # The base validator ran before secret_fields was known: check again.
         self._check_secrets()  # type: ignore[operator]
         if (
