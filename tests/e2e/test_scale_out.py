@@ -225,7 +225,8 @@ async def test_every_instance_serves_health_readiness_and_metrics(cluster: Clust
             assert ready.status_code == 200, run.name
             assert (await http.get(f"{url}/healthz")).status_code == 200
             metrics = (await http.get(f"{url}/metrics")).text
-            assert 'avisos_messages_processed_total{queue="avisos.dispatch.email.urgent"}' in metrics
+            email_urgent = 'queue="avisos.dispatch.email.urgent"'
+            assert f"avisos_messages_processed_total{{{email_urgent}}}" in metrics
 
 
 async def test_gateway_sigterm_mid_stream_clients_resume_elsewhere(cluster: Cluster) -> None:
