@@ -10,7 +10,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-unit lint fmt bench chromium clean env
+.PHONY: help install run test lint fmt bench chromium system-deps clean env
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,18 +23,25 @@ $(TOOLS)/bin/uv:
 install: $(UV) ## Install every package of the workspace (frozen lock)
 	$(UV) sync --frozen --all-packages
 
-chromium: ## Install Debian's Chromium for the browser tests when missing
-	@if [ ! -x $(CHROMIUM) ]; then \
-	  echo "installing chromium (Debian package)"; \
+system-deps: ## Install the Debian packages tests use, when missing: Chromium, nginx, promtool
+	@missing=""; \
+	[ -x $(CHROMIUM) ] || missing="$$missing chromium"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@$(CHROMIUM) --version
+	@$(CHROMIUM) --version 2>/dev/null | tail -1
+
+chromium: system-deps
 
 run: install ## Start the whole stack locally (migrate, seed, every service); Ctrl-C stops it
 	$(UV) run --frozen python scripts/run.py
 
-test: install chromium ## Install what the tests need; lint, then run every test
+test: install system-deps ## Install what the tests need; lint, then run every test
 	$(MAKE) --no-print-directory lint
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
