@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
+from avisos_testkit.smtp import Received, SmtpSink  # noqa: E402
 from avisos_testkit.stack import SERVICES, Stack  # noqa: E402
 
 DEFAULTS = {
@@ -33,6 +34,8 @@ DEFAULTS = {
     "AVISOS_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
 }
 PORTS = {"web": 8080, "api": 8000, "gateway": 8001, "dispatcher": 8002, "reports": 8003}
+#: The local mail catcher: every email the dispatcher sends lands in var/mail/*.eml.
+SMTP_PORT = 1025
 HOW_TO_START = {
     "PostgreSQL": (
         "docker compose up -d postgres   # or, with Debian's packages:\n"
@@ -114,6 +117,21 @@ async def check_backing(env: dict[str, str]) -> list[str]:
     return [name for name, _ in down]
 
 
+class MailFolder(SmtpSink):
+    """A local SMTP server that saves each message as an .eml file (open it with any mail
+    client), standing in for a real relay in the demo."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        super().__init__(port=port)
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def _record(self, received: Received) -> None:
+        super()._record(received)
+        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{len(self.messages):04d}.eml"
+        (self.folder / name).write_bytes(received.data)
+
+
 def installed(kind: str) -> bool:
     return importlib.util.find_spec(f"{SERVICES[kind].module}.__main__") is not None
 
@@ -130,6 +148,21 @@ def main() -> int:
     env["AVISOS_API_URL"] = f"http://127.0.0.1:{PORTS['api']}"
     env["AVISOS_GATEWAY_URL"] = f"ws://127.0.0.1:{PORTS['gateway']}"
     env["AVISOS_REPORTS_DIR"] = str(ROOT / "var" / "reports")
+    env["AVISOS_SERVICE_READY_URLS"] = ",".join(
+        f"{name}=http://127.0.0.1:{PORTS[kind]}/{path}"
+        for name, kind, path in (
+            ("ws-gateway", "gateway", "readyz"),
+            ("dispatcher", "dispatcher", "readyz"),
+            ("reports", "reports", "readyz"),
+            ("web", "web", "healthz"),
+        )
+    )
+    # The demo sends email to a local catcher and Web Push; SMS needs a Twilio account
+    # (AVISOS_TWILIO_*), so it is off unless you configure one.
+    env.setdefault("AVISOS_SMTP_HOST", "127.0.0.1")
+    env.setdefault("AVISOS_SMTP_PORT", str(SMTP_PORT))
+    env.setdefault("AVISOS_SMTP_TLS", "none")
+    env.setdefault("AVISOS_CHANNELS", '["email","push"]')
 
     say("checking PostgreSQL, Redis and RabbitMQ")
     if asyncio.run(check_backing(env)):
@@ -142,6 +175,7 @@ def main() -> int:
     say("loading demo data")
     admin(["seed-demo"])
 
+    mail = MailFolder(ROOT / "var" / "mail", SMTP_PORT).start()
     stack = Stack(env, ROOT / "var" / "logs")
     stopping = False
 
@@ -171,6 +205,7 @@ def main() -> int:
             f"  Avisos is running: {entry}\n"
             f"  Demo login:        {DEMO_ADMIN_EMAIL} / {DEMO_PASSWORD}\n"
             f"  API docs:          http://localhost:{PORTS['api']}/docs\n"
+            f"  Emails sent:       {ROOT / 'var' / 'mail'} (.eml files)\n"
             f"  Logs:              {ROOT / 'var' / 'logs'}\n"
             "  Ctrl-C stops everything.\n",
             flush=True,
@@ -184,6 +219,7 @@ def main() -> int:
     finally:
         say("stopping")
         stack.stop_all()
+        mail.down()
     return 0
 
 
