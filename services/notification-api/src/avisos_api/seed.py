@@ -63,7 +63,7 @@ SAMPLES = [
     ),
     (
         "lot.expiring",
-        "quality",
+        "expiry",
         "critical",
         "Lote L-77 caduca mañana",
         "Retire el lote L-77 de yogur natural antes del cierre.",
