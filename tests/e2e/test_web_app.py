@@ -42,6 +42,8 @@ CHROMIUM_ARGS = [
 ]
 PASSWORD = "e2e-web-password-1"
 LOCATION = "WEB-01"
+#: The API announces this public key to browsers (GET /v1/push/vapid-public-key).
+VAPID_PRIVATE, VAPID_PUBLIC = vapid_keypair()
 UI_TIMEOUT_MS = 10_000
 
 
@@ -83,6 +85,7 @@ def web_stack(stack: Stack) -> Iterator[WebStack]:
             "AVISOS_PUBLIC_URL": origin,
             "AVISOS_REPORTS_DIR": reports_dir,
             "AVISOS_SERVICE_READY_URLS": f"ws-gateway=http://127.0.0.1:{gateway_port}/readyz",
+            "AVISOS_VAPID_PUBLIC_KEY": VAPID_PUBLIC,
         },
     )
     stack.start(
@@ -890,5 +893,82 @@ async def test_admin_screens(web_stack: WebStack, admin: Api, browser: Browser) 
         )
         await page.goto("/admin/deliveries")
         await expect(page.locator("main tbody tr", has_text="Push").first).to_be_visible()
+    finally:
+        await ctx.close()
+
+
+# Headless Chromium has no push service to subscribe to, so the browser's PushManager is
+# replaced by one that hands out a subscription the way a browser would (an https
+# endpoint and real P-256 / auth keys). What is tested is the app's part: permission,
+# the VAPID key it subscribes with, registering and removing the subscription on the API.
+FAKE_PUSH_MANAGER = """
+(() => {
+  const state = { sub: null, key: null };
+  const make = (spec) => ({
+    endpoint: spec.endpoint,
+    toJSON: () => ({ endpoint: spec.endpoint, expirationTime: null, keys: spec.keys }),
+    unsubscribe: async () => { state.sub = null; return true; },
+  });
+  PushManager.prototype.getSubscription = async function () { return state.sub; };
+  PushManager.prototype.subscribe = async function (options) {
+    state.key = Array.from(new Uint8Array(options.applicationServerKey));
+    window.__pushKey = state.key;
+    state.sub = make(SPEC);
+    return state.sub;
+  };
+})();
+"""
+
+
+async def test_notify_me_on_this_device_subscribes_and_unsubscribes(
+    web_stack: WebStack, admin: Api, browser: Browser
+) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    device_key = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
+    endpoint = f"https://push.e2e.test/send/{uuid.uuid4().hex}"
+    spec = {"endpoint": endpoint, "keys": {"p256dh": b64(device_key), "auth": b64(b"a" * 16)}}
+    user = await new_user(admin, "staff")
+    ctx = await new_context(browser, web_stack, permissions=["notifications"])
+    await ctx.add_init_script(FAKE_PUSH_MANAGER.replace("SPEC", json.dumps(spec)))
+    try:
+        page = await ctx.new_page()
+        await login(page, user["email"])
+        await page.locator("#prefs-btn").click()
+        device = page.locator("#prefs-modal #push-device")
+        await expect(device).to_be_enabled()
+        await expect(device).not_to_be_checked()
+        await device.check()
+
+        async def endpoints() -> list[str]:
+            r = await page.request.get("/api/v1/me/push-subscriptions")
+            assert r.status == 200, await r.text()
+            return [s["endpoint"] for s in await r.json()]
+
+        for _ in range(50):
+            if await endpoints() == [endpoint]:
+                break
+            await asyncio.sleep(0.1)
+        assert await endpoints() == [endpoint]
+        # The browser was subscribed with the API's VAPID public key.
+        key = bytes(await page.evaluate("() => window.__pushKey"))
+        assert b64(key) == VAPID_PUBLIC
+        await expect(device).to_be_enabled()
+        await device.uncheck()
+        for _ in range(50):
+            if await endpoints() == []:
+                break
+            await asyncio.sleep(0.1)
+        assert await endpoints() == []
     finally:
         await ctx.close()
