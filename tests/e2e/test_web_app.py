@@ -759,6 +759,21 @@ async def test_service_worker_manifest_and_push_from_the_dispatcher(
         assert shown["title"] == payload["title"] and shown["body"] == payload["body"]
         nid = payload["notification_id"]
         assert shown["url"] in (payload["url"], f"/notifications/{nid}")
+
+        # A click on that system notification opens the app at the notification. There is
+        # no DevTools call to click a system notification, so the service worker's own
+        # ``notificationclick`` handler gets the event a click would produce.
+        await page.goto("/")
+        await wait_controlled(page)
+        worker = next(w for w in ctx.service_workers if w.url.endswith("/sw.js"))
+        await worker.evaluate(
+            """async (tag) => {
+              const [n] = await self.registration.getNotifications({tag});
+              self.dispatchEvent(new NotificationEvent("notificationclick", {notification: n}));
+            }""",
+            payload["tag"],
+        )
+        await expect(page).to_have_url(re.compile(re.escape(shown["url"]) + "$"))
     finally:
         await ctx.close()
 
