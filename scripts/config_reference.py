@@ -159,6 +159,9 @@ def _default(name: str, field: FieldInfo, secret: bool) -> str:
     if isinstance(value, list | tuple):
         return f"`{json.dumps(list(value))}`"
     if isinstance(value, Path):
+        # Paths inside the checkout are shown relative to it: the reference must read the
+        # same wherever the repository is cloned.
+        value = value.relative_to(ROOT) if value.is_relative_to(ROOT) else value
         value = str(value)
     text = str(value)
     return f"`{text}`" if text else '`""`'
