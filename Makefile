@@ -23,11 +23,12 @@ $(TOOLS)/bin/uv:
 install: $(UV) ## Install every package of the workspace (frozen lock)
 	$(UV) sync --frozen --all-packages
 
-system-deps: ## Install the Debian packages tests use, when missing: Chromium, nginx, promtool
+system-deps: ## Install the Debian packages tests use, when missing: Chromium, nginx, promtool, LibreOffice Calc
 	@missing=""; \
 	[ -x $(CHROMIUM) ] || missing="$$missing chromium"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v soffice >/dev/null 2>&1 || missing="$$missing libreoffice-calc-nogui"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
