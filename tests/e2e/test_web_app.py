@@ -885,9 +885,17 @@ async def test_admin_screens(web_stack: WebStack, admin: Api, browser: Browser) 
         await page.goto("/admin/health")
         await expect(page.locator("main .chip-ok").first).to_have_text("Listo")
         await expect(page.locator("main tr", has_text="ws-gateway")).to_contain_text("Listo")
-        await expect(page.locator("#connected-users")).to_have_text(
-            re.compile(r"Usuarios conectados: [1-9]")
-        )
+        # The screen shows a snapshot of the gateways' presence (refreshed every 2 s);
+        # this page's own socket reconnected on every navigation above, so look again
+        # (as a person would reload) until the snapshot has it.
+        connected = page.locator("#connected-users")
+        for _ in range(15):
+            await expect(connected).to_have_text(re.compile(r"Usuarios conectados: \d+"))
+            if re.search(r": [1-9]", await connected.inner_text()):
+                break
+            await page.wait_for_timeout(1000)
+            await page.reload()
+        await expect(connected).to_have_text(re.compile(r"Usuarios conectados: [1-9]"))
         queue = page.locator("main td", has_text="avisos.dispatch.push.urgent")
         await expect(queue).to_be_visible()
         # A template previewed with sample data in both languages.
