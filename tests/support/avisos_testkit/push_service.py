@@ -32,6 +32,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from avisos_testkit.aioserver import ThreadedApp
 from avisos_testkit.infra import free_port
 
 MAX_VAPID_TTL_SECS = 24 * 3600
@@ -70,8 +71,7 @@ class PushService:
         self.script: list[int] = []
         self._subs: dict[str, _Sub] = {}
         self._cond = threading.Condition()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedApp | None = None
 
     @property
     def origin(self) -> str:
@@ -181,29 +181,14 @@ class PushService:
     def start(self) -> PushService:
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post("/push/{sid}", self._push)
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            runner = web.AppRunner(app, access_log=None)
-            loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="push-service", daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self._server = ThreadedApp(app, self.port, "push-service")
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._loop = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
 
     def __enter__(self) -> PushService:
         return self.start()

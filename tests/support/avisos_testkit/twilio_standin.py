@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from avisos_testkit.aioserver import ThreadedApp
 from avisos_testkit.infra import free_port
 
 ScriptItem = int | tuple[int, int | None] | tuple[int, int | None, float]
@@ -68,9 +69,7 @@ class TwilioStandIn:
         self.script: list[ScriptItem] = []
         self.invalid_numbers: set[str] = set()
         self._cond = threading.Condition()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
+        self._server: ThreadedApp | None = None
 
     @property
     def base_url(self) -> str:
@@ -207,30 +206,14 @@ class TwilioStandIn:
     def start(self) -> TwilioStandIn:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._messages)
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            runner = web.AppRunner(app, access_log=None)
-            loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
-            self._runner = runner
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="twilio-standin", daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self._server = ThreadedApp(app, self.port, "twilio-standin")
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._loop = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
 
     def __enter__(self) -> TwilioStandIn:
         return self.start()
