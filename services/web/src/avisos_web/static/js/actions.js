@@ -6,7 +6,7 @@
 
 import { api, newKey, NetworkError, ApiError } from "./api.js";
 import * as store from "./store.js";
-import { emit, setUnread, bumpUnread, state } from "./state.js";
+import { emit, setUnread, bumpUnread, state, currentUnreadVersion } from "./state.js";
 
 const QUEUEABLE = new Set(["read", "unread", "acknowledge"]);
 
@@ -90,7 +90,9 @@ export async function markAllRead() {
 
 export async function refreshUnread() {
   try {
+    const asked = currentUnreadVersion();
     const u = await api("/v1/notifications/unread-count");
+    if (currentUnreadVersion() !== asked) return;  // a newer count arrived meanwhile
     setUnread(u);
     await store.setMeta("unread", u);
   } catch (err) {

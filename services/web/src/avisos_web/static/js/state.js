@@ -44,8 +44,17 @@ export function setUser(user) {
   emit("user", user);
 }
 
+// Bumped by every counter change, so that a slow REST answer asked for before a newer
+// count arrived (from the socket, another tab or an action) does not overwrite it.
+let unreadVersion = 0;
+
+export function currentUnreadVersion() {
+  return unreadVersion;
+}
+
 export function setUnread(unread, { broadcast = true } = {}) {
   if (!unread) return;
+  unreadVersion += 1;
   const by = { low: 0, normal: 0, high: 0, critical: 0, ...(unread.by_priority || {}) };
   state.unread = { total: unread.total ?? 0, by_priority: by };
   emit("unread", state.unread, { broadcast });
