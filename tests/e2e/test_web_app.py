@@ -476,8 +476,11 @@ async def test_center_pages_with_the_cursor_and_filters(
         await expect(notes).to_have_count(15)
         await page.locator("avisos-center select[name=priority]").select_option("")
         await page.locator("avisos-center input[name=unread]").check()
+        await expect(notes.first).to_contain_text("N-29")
         await notes.first.locator("[data-action=read]").click()
         await expect(notes).to_have_count(24)  # read ones leave the unread view
+        await expect(notes.filter(has_text="N-29")).to_have_count(0)
+        await expect(notes.first).to_contain_text("N-28")
     finally:
         await ctx.close()
 

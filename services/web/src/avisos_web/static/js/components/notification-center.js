@@ -99,13 +99,22 @@ class AvisosCenter extends HTMLElement {
     const q = h("input", { type: "search", id: `${this.mode}-f-q`, name: "q", placeholder: t("center.search"), autocomplete: "off" });
     let timer = null;
     const changed = () => {
-      f.unread = unread.checked;
-      f.archived = archived.checked;
-      f.category = category.value;
-      f.priority = priority.value;
-      f.since = since.value;
-      f.until = until.value;
-      f.q = q.value.trim();
+      // Every change reads every field, so a search still waiting for its debounce is
+      // folded into this one; left pending it would reload the list again later, under
+      // whatever the user did meanwhile (a read item reappearing, the scroll lost).
+      clearTimeout(timer);
+      timer = null;
+      const next = {
+        unread: unread.checked,
+        archived: archived.checked,
+        category: category.value,
+        priority: priority.value,
+        since: since.value,
+        until: until.value,
+        q: q.value.trim(),
+      };
+      if (Object.keys(next).every((k) => next[k] === f[k])) return;
+      Object.assign(f, next);
       this.reload();
     };
     category.value = f.category;
