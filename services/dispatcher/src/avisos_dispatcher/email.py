@@ -1,26 +1,34 @@
-"""The email channel: safe MIME building and sending through the SMTP pool.
+"""The email channel: safe MIME composition and sending through the SMTP pool.
+
+The message is composed straight to bytes (:func:`render_message`) instead of through the
+stdlib ``email`` package's object model and generator, which cost ~0.5 ms of CPU per email
+(header parsing and re-folding, per-part policy lookups). The shape is the one the ``email``
+package produced: a ``multipart/mixed`` around a ``multipart/alternative`` (or a single
+``text/plain``), every body part base64 (so no body line can look like a boundary), header
+lines folded to 78 characters the way ``email.header.Header`` folds them.
 
 Header injection: Python's ``email`` package decodes RFC 2047 encoded words in header
-values it is given (``=?UTF-8?Q?=0A?=Bcc: x`` becomes a real line break), so header
-inputs are cleaned before they reach it: control characters (CR, LF, NUL, U+2028...) become
-spaces and the ``=?`` that opens an encoded word is broken with a zero-width space. The
-built message is then checked to have exactly the headers we set, none containing a line
-break. Recipients never come from headers: ``send_message`` always gets them explicitly.
-The ``to`` address itself must be a plain ``local@domain`` or the delivery fails permanently.
+values (``=?UTF-8?Q?=0A?=Bcc: x`` becomes a real line break when a client parses it back), so
+header inputs are cleaned before use: control characters (CR, LF, NUL, U+2028...) become
+spaces and the ``=?`` that opens an encoded word is broken with a zero-width space. Every
+rendered header block is then checked to hold exactly the headers we set, none containing a
+line break other than folding. Recipients never come from headers: ``sendmail`` always gets
+them explicitly. The ``to`` address itself must be a plain ``local@domain`` or the delivery
+fails permanently.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import mimetypes
 import re
+import secrets
+from dataclasses import dataclass
 from email.header import Header
-from email.message import Message
-from email.mime.application import MIMEApplication
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate
 from pathlib import Path
+from urllib.parse import quote
 
 from avisos_common.messages import Attachment, EmailDelivery, utcnow
 from avisos_dispatcher.base import ChannelHandler, SendResult
@@ -39,7 +47,11 @@ _ADDRESS = re.compile(
 )
 _CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}$")
 _UTF8 = "utf-8"
-_BARE_LINE_BREAK = re.compile(r"[\r\n](?![ \t])|\r(?!\n)")
+CRLF = "\r\n"
+#: RFC 5322's recommended line length; longer header lines are folded.
+MAX_HEADER_LINE_CHARS = 78
+#: A header line as we write them: a known name, then the value; or a folded continuation.
+_HEADER_LINE = re.compile(r"(?:([A-Za-z-]+): [^\r\n]*|[ \t][^\r\n]*)")
 MAX_SUBJECT_CHARS = 300
 MAX_NAME_CHARS = 120
 EXPECTED_HEADERS = frozenset(
@@ -56,6 +68,8 @@ EXPECTED_HEADERS = frozenset(
         "x-avisos-delivery",
     }
 )
+#: Headers of the body parts inside a multipart message.
+PART_HEADERS = frozenset({"content-type", "content-transfer-encoding", "content-disposition"})
 
 
 def clean_header_text(value: str, limit: int) -> str:
@@ -71,77 +85,138 @@ def check_address(address: str) -> str:
     return address
 
 
-def build_message(
+@dataclass(frozen=True)
+class RenderedEmail:
+    """A message ready for SMTP DATA: CRLF line endings, 7-bit ASCII."""
+
+    data: bytes
+    message_id: str
+
+
+def render_message(
     d: EmailDelivery, settings: DispatcherSettings, attachments: list[tuple[Attachment, bytes]]
-) -> Message:
-    """The MIME message for one delivery.
+) -> RenderedEmail:
+    """The MIME message for one delivery, as bytes.
 
-    Built with the ``compat32`` classes, which store header values as given instead of
-    parsing (and decoding) them, and are several times cheaper than ``EmailMessage``;
-    every header value is cleaned first and non-ASCII text is RFC 2047-encoded by us."""
+    Raise :class:`PermanentError` for an invalid address or (defence in depth) a header
+    that would not be exactly one of ours."""
     to = check_address(d.to)
-    body: Message
-    text_part = MIMEText(d.text, "plain", _UTF8)
+    text = _text_part("plain", d.text)
     if d.html:
-        body = MIMEMultipart("alternative")
-        body.attach(text_part)
-        body.attach(MIMEText(d.html, "html", _UTF8))
+        body_headers, body = _multipart("alternative", [text, _text_part("html", d.html)])
     else:
-        body = text_part
+        body_headers, body = text
     if attachments:
-        root: Message = MIMEMultipart("mixed")
-        root.attach(body)
-        for att, data in attachments:
-            ctype = att.content_type.lower()
-            if not _CONTENT_TYPE.match(ctype):
-                ctype = mimetypes.guess_type(att.filename)[0] or "application/octet-stream"
-            maintype, subtype = ctype.split("/", 1)
-            part = MIMEApplication(data, _subtype=subtype)
-            if maintype != "application":
-                part.replace_header("Content-Type", ctype)
-            filename = clean_header_text(att.filename, 200).replace("/", "_").replace("\\", "_")
-            name = filename or "file"
-            part.add_header(
-                "Content-Disposition",
-                "attachment",
-                filename=name if name.isascii() else ("utf-8", "", name),
-            )
-            root.attach(part)
+        parts = [(body_headers, body)]
+        parts.extend(_attachment_part(att, data) for att, data in attachments)
+        root_headers, root_body = _multipart("mixed", parts)
     else:
-        root = body
-    root["Subject"] = _encode(clean_header_text(d.subject, MAX_SUBJECT_CHARS))
-    root["From"] = formataddr(
-        (clean_header_text(settings.email_from_name, MAX_NAME_CHARS), settings.email_from), "utf-8"
+        root_headers, root_body = body_headers, body
+    message_id = f"<{d.delivery_id}@{settings.email_message_id_domain}>"
+    headers = [
+        *root_headers,
+        ("MIME-Version", "1.0"),
+        ("Subject", _encode(clean_header_text(d.subject, MAX_SUBJECT_CHARS), "Subject")),
+        ("From", _address(settings.email_from_name, settings.email_from)),
+        ("To", _address(d.to_name, to)),
+        ("Date", formatdate(localtime=False, usegmt=True)),
+        # Derived from the idempotency key: a copy sent again in the crash window carries
+        # the same Message-ID, which mail clients use to collapse duplicates.
+        ("Message-ID", message_id),
+        ("Auto-Submitted", "auto-generated"),
+        ("X-Avisos-Delivery", str(d.delivery_id)),
+    ]
+    data = _header_block(headers, EXPECTED_HEADERS) + root_body
+    return RenderedEmail(data, message_id)
+
+
+_Entity = tuple[list[tuple[str, str]], bytes]
+
+
+def _b64(data: bytes) -> bytes:
+    """base64 in 76-character lines, each ending in CRLF."""
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+def _text_part(subtype: str, text: str) -> _Entity:
+    # A lone surrogate (possible in JSON) cannot be UTF-8: shown as "?" rather than
+    # failing the delivery on every retry.
+    data = text.encode(_UTF8, errors="replace")
+    return (
+        [
+            ("Content-Type", f'text/{subtype}; charset="utf-8"'),
+            ("Content-Transfer-Encoding", "base64"),
+        ],
+        _b64(data),
     )
-    root["To"] = formataddr((clean_header_text(d.to_name, MAX_NAME_CHARS), to), "utf-8")
-    root["Date"] = formatdate(localtime=False, usegmt=True)
-    # Derived from the idempotency key: a copy sent again in the crash window carries the
-    # same Message-ID, which mail clients use to collapse duplicates.
-    root["Message-ID"] = f"<{d.delivery_id}@{settings.email_message_id_domain}>"
-    root["Auto-Submitted"] = "auto-generated"
-    root["X-Avisos-Delivery"] = str(d.delivery_id)
-    _check_headers(root)
-    return root
 
 
-def _encode(text: str) -> str:
-    """ASCII as is; anything else as RFC 2047 encoded words, folded (line break + space)
+def _attachment_part(att: Attachment, data: bytes) -> _Entity:
+    ctype = att.content_type.lower()
+    if not _CONTENT_TYPE.match(ctype):
+        ctype = mimetypes.guess_type(att.filename)[0] or "application/octet-stream"
+    filename = clean_header_text(att.filename, 200).replace("/", "_").replace("\\", "_")
+    name = filename or "file"
+    if name.isascii():
+        param = 'filename="' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    else:  # RFC 2231, as email.utils.encode_rfc2231 writes it
+        param = "filename*=utf-8''" + quote(name, safe="", encoding=_UTF8)
+    headers = [
+        ("Content-Type", ctype),
+        ("Content-Transfer-Encoding", "base64"),
+        ("Content-Disposition", f"attachment; {param}"),
+    ]
+    return headers, _b64(data)
+
+
+def _multipart(subtype: str, parts: list[_Entity]) -> _Entity:
+    # Every part body is base64 and every part header is ours, so a boundary containing
+    # "=_" (impossible in base64 and in our headers) cannot occur inside a part.
+    boundary = "=_" + secrets.token_hex(16)
+    delimiter = b"--" + boundary.encode() + b"\r\n"
+    chunks: list[bytes] = []
+    for headers, body in parts:
+        chunks += [delimiter, _header_block(headers, PART_HEADERS), body, b"\r\n"]
+    chunks.append(b"--" + boundary.encode() + b"--\r\n")
+    return [("Content-Type", f'multipart/{subtype}; boundary="{boundary}"')], b"".join(chunks)
+
+
+def _encode(text: str, name: str) -> str:
+    """ASCII as is; anything else as RFC 2047 encoded words, folded (CRLF + space)
     so that no line exceeds the RFC 5322 limit."""
     if text.isascii():
         return text
-    return Header(text, _UTF8).encode()
+    return Header(text, _UTF8, header_name=name).encode(linesep=CRLF)
 
 
-def _check_headers(msg: Message) -> None:
-    """Defence in depth: the message has only our headers, none spanning lines."""
-    for part in msg.walk():
-        for name, value in part.items():
-            # Only folding (a line break followed by whitespace) may appear in a value.
-            if _BARE_LINE_BREAK.search(str(value)):
-                raise PermanentError(f"header {name} would contain a line break")
-    names = {k.lower() for k in msg}
-    if not names <= EXPECTED_HEADERS:
-        raise PermanentError(f"unexpected headers {sorted(names - EXPECTED_HEADERS)}")
+def _address(name: str, address: str) -> str:
+    # formataddr puts a non-ASCII name in one encoded word, as the email package did (it
+    # may exceed RFC 2047's 75 characters; split words read back with stray spaces).
+    return formataddr((clean_header_text(name, MAX_NAME_CHARS), address), _UTF8)
+
+
+def _header_block(headers: list[tuple[str, str]], allowed: frozenset[str]) -> bytes:
+    """The header lines (folded) and the empty line after them.
+
+    Defence in depth: every line must be a header we set, from ``allowed``, or a folded
+    continuation of one; a line break anywhere else fails the delivery permanently."""
+    lines: list[str] = []
+    for name, value in headers:
+        line = f"{name}: {value}"
+        if len(line) > MAX_HEADER_LINE_CHARS and "\n" not in value:
+            line = f"{name}: " + Header(value, header_name=name).encode(linesep=CRLF)
+        lines.append(line)
+    block = CRLF.join(lines)
+    for line in block.split(CRLF):
+        m = _HEADER_LINE.fullmatch(line)
+        if m is None:
+            raise PermanentError("a header would contain a line break")
+        if m.group(1) is not None and m.group(1).lower() not in allowed:
+            raise PermanentError(f"unexpected header {m.group(1)}")
+    try:
+        return (block + CRLF + CRLF).encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise PermanentError("a header would contain non-ASCII text") from exc
 
 
 def read_attachment(reports_dir: Path, att: Attachment, max_bytes: int) -> bytes:
@@ -198,22 +273,22 @@ class EmailHandler(ChannelHandler[EmailDelivery]):
                 read_attachment, self.settings.reports_dir, att, self.settings.max_attachment_bytes
             )
             attachments.append((att, data))
-        message = build_message(msg, self.settings, attachments)
+        message = render_message(msg, self.settings, attachments)
         if self.bucket is not None:
             try:
                 await self.bucket.acquire()
             except RateLimited as exc:
                 raise TransientError(str(exc), retry_after_secs=exc.wait_secs) from exc
-        provider, _reply = await self.smtp.send(message, self.settings.email_from, [msg.to])
+        provider, _reply = await self.smtp.send(message.data, self.settings.email_from, [msg.to])
         record = AttemptRecord(
             provider=provider,
             status="sent",
             started_at=started,
             finished_at=utcnow(),
-            provider_message_id=str(message["Message-ID"]),
+            provider_message_id=message.message_id,
             error=None,
         )
-        return SendResult([record], provider, str(message["Message-ID"]))
+        return SendResult([record], provider, message.message_id)
 
     async def close(self) -> None:
         await self.smtp.close()

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from email.message import Message
 
 import aiosmtplib
 
@@ -79,8 +78,9 @@ class RelayPool:
         await client.connect()
         return _Conn(client, time.monotonic())
 
-    async def send(self, msg: Message, sender: str, recipients: list[str]) -> str:
-        """Send on a pooled connection; return the relay's reply to DATA.
+    async def send(self, msg: bytes, sender: str, recipients: list[str]) -> str:
+        """Send the rendered message (CRLF, ASCII) on a pooled connection; return the
+        relay's reply to DATA.
 
         Raise :class:`RelayDown` when the relay is unusable, PermanentError/TransientError
         for what the relay said about this message."""
@@ -91,9 +91,7 @@ class RelayPool:
                 if conn is None:
                     conn = await self._open()
                 try:
-                    _, reply = await conn.client.send_message(
-                        msg, sender=sender, recipients=recipients
-                    )
+                    _, reply = await conn.client.sendmail(sender, recipients, msg)
                 except aiosmtplib.SMTPServerDisconnected:
                     if not reused:
                         raise
@@ -102,9 +100,7 @@ class RelayPool:
                     # twice; relays close idle connections before, not during, a session.)
                     await _close(conn)
                     conn = await self._open()
-                    _, reply = await conn.client.send_message(
-                        msg, sender=sender, recipients=recipients
-                    )
+                    _, reply = await conn.client.sendmail(sender, recipients, msg)
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 # The session is mid-transaction after a refusal: do not reuse it.
                 await _close_quietly(conn)
@@ -172,7 +168,7 @@ class SmtpFailover:
         self.pools = pools
         self.cooldown_secs = cooldown_secs
 
-    async def send(self, msg: Message, sender: str, recipients: list[str]) -> tuple[str, str]:
+    async def send(self, msg: bytes, sender: str, recipients: list[str]) -> tuple[str, str]:
         """Return (provider name, relay reply). TransientError when no relay could take it."""
         now = time.monotonic()
         candidates = [p for p in self.pools if p.down_until <= now] or list(self.pools)

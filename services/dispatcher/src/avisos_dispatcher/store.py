@@ -152,13 +152,22 @@ def _attempt_arrays(attempts: list[AttemptRecord]) -> list[list[Any]]:
     ]
 
 
+async def _no_session_state_to_reset(conn: asyncpg.Connection) -> None:
+    """Pool release hook. asyncpg's default sends ``RESET ALL; UNLISTEN *; CLOSE ALL;
+    pg_advisory_unlock_all()``, a round trip on every release (two per message). The store
+    never sets session state, listens, keeps cursors or takes advisory locks, so there is
+    nothing to reset; asyncpg still rolls back a transaction left open before calling this."""
+
+
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
     @classmethod
     async def open(cls, dsn: str, size: int = 10) -> Store:
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=size, reset=_no_session_state_to_reset
+        )
         assert pool is not None
         return cls(pool)
 
