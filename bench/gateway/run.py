@@ -11,9 +11,10 @@ Redis prefix, dropped at the end):
   connections, python-socketio, and bare websockets;
 * end-to-end latency from publish (``avisos.realtime``) to the socket, p50/p99, at 200 and
   1,000 notifications/s spread over all connected users;
-* fan-out of one notification to every user (one bus message per recipient, as the API
-  publishes them) until the last socket has it, against bare websockets ``broadcast()``
-  of one message to the same number of clients.
+* fan-out of one notification to every user (as the API announces it: NotificationsCreated
+  messages of up to ``FANOUT_CHUNK_RECIPIENTS`` recipients each, every recipient its own
+  id, seq and unread count) until the last socket has it, against bare websockets
+  ``broadcast()`` of one identical message to the same number of clients.
 
 Client connections are spread over several worker processes; soft fd limits are raised
 to the hard limit. Results are printed as a table and written to bench/results/gateway.json.
@@ -48,9 +49,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from clients import worker_main  # type: ignore[import-not-found]  # noqa: E402
 
 from avisos_common.messages import (  # noqa: E402
+    FANOUT_CHUNK_RECIPIENTS,
     PRIORITIES,
+    NotificationContent,
     NotificationCreated,
     NotificationPayload,
+    NotificationsCreated,
+    Recipient,
     UnreadCount,
 )
 from avisos_common.topology import EXCHANGE_REALTIME  # noqa: E402
@@ -278,6 +283,34 @@ class Feed:
         message = NotificationCreated(user_id=user, notification=payload, unread=UNREAD)
         return message.model_dump_json().encode()
 
+    def fanout_bodies(self) -> list[bytes]:
+        """One notification to every user, chunked exactly as the API chunks it."""
+        content = NotificationContent(
+            type="stock.low",
+            category="inventory",
+            subject="Recuento de inventario: Tienda 7 cierra a las 20:00",
+            message="Todo el personal: recuento general mañana a las 7:00.",
+            priority="high",
+            data={"t0": time.time(), "store": "T7"},
+            created_at=dt.datetime.now(dt.UTC),
+        )
+        bodies = []
+        for start in range(0, len(self.users), FANOUT_CHUNK_RECIPIENTS):
+            recipients = []
+            for user in self.users[start : start + FANOUT_CHUNK_RECIPIENTS]:
+                self.seq[user] += 1
+                recipients.append(
+                    Recipient(
+                        user_id=user,
+                        notification_id=uuid.uuid4(),
+                        seq=self.seq[user],
+                        unread=UNREAD,
+                    )
+                )
+            message = NotificationsCreated(notification=content, recipients=recipients)
+            bodies.append(message.model_dump_json().encode())
+        return bodies
+
     async def send(self, body: bytes) -> None:
         await self.channel.basic_publish(
             body,
@@ -393,7 +426,7 @@ async def bench_gateway(
                 flush=True,
             )
         await workers.all("reset")
-        bodies = [feed.body(u) for u in feed.users]  # built before the clock starts
+        bodies = feed.fanout_bodies()  # built before the clock starts
         t0 = time.time()
         for body in bodies:
             await feed.send(body)
@@ -404,6 +437,7 @@ async def bench_gateway(
             "received": received,
             "secs": last - t0,
             "publish_secs": published,
+            "messages": len(bodies),
         }
         print(
             f"  avisos fan-out to {len(feed.users)}: {received} received, last after "
@@ -497,7 +531,7 @@ def table(results: dict[str, Any], n: int) -> str:
         lines += [
             "",
             f"Fan-out ratio Avisos / bare broadcast(): {ratio:.2f}x "
-            f"(Avisos includes publishing {gw['fanout']['users']:,} bus messages: "
+            f"(Avisos includes publishing {gw['fanout']['messages']:,} bus messages: "
             f"{gw['fanout']['publish_secs'] * 1000:.0f} ms)",
         ]
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
@@ -14,9 +15,15 @@ from avisos_common import logging as avisos_logging
 from avisos_common import topology
 from avisos_common.amqp import backoff_secs
 from avisos_common.messages import (
+    FANOUT_CHUNK_RECIPIENTS,
+    PRIORITIES,
     EmailDelivery,
+    NotificationContent,
     NotificationCreated,
+    NotificationsCreated,
+    Recipient,
     SmsDelivery,
+    UnreadCount,
     delivery_adapter,
     lane_for,
     realtime_adapter,
@@ -104,6 +111,38 @@ def test_messages_are_strict_and_versioned() -> None:
     assert lane_for("critical") == lane_for("high") == "urgent"
     assert lane_for("low") == lane_for("normal") == "normal"
     assert NotificationCreated.model_fields["kind"].default == "notification.created"
+
+
+def test_one_notification_to_many_recipients() -> None:
+    content = NotificationContent(
+        type="stock.low",
+        category="inventory",
+        subject="s",
+        message="m",
+        priority="normal",
+        created_at=dt.datetime(2026, 11, 28, tzinfo=dt.UTC),
+    )
+    unread = UnreadCount(total=1, by_priority=dict.fromkeys(PRIORITIES, 0))
+
+    def recipients(n: int) -> list[Recipient]:
+        return [
+            Recipient(user_id=uuid.uuid4(), notification_id=uuid.uuid4(), seq=i + 1, unread=unread)
+            for i in range(n)
+        ]
+
+    msg = NotificationsCreated(notification=content, recipients=recipients(3))
+    again = realtime_adapter.validate_json(msg.model_dump_json())
+    assert again == msg
+    r = msg.recipients[2]
+    payload = msg.payload_for(r)
+    assert (payload.id, payload.seq, payload.recipient_id) == (r.notification_id, 3, r.user_id)
+    assert payload.subject == "s" and payload.created_at == content.created_at
+    with pytest.raises(ValidationError):  # nobody to tell
+        NotificationsCreated(notification=content, recipients=[])
+    with pytest.raises(ValidationError):  # the API splits bigger audiences into chunks
+        NotificationsCreated(
+            notification=content, recipients=recipients(FANOUT_CHUNK_RECIPIENTS + 1)
+        )
 
 
 class _Provider(ServiceSettings):

@@ -258,3 +258,32 @@ async def test_changes_are_announced_on_the_bus(people: People, backing: Backing
     assert read["unread"]["total"] == 0
     raw = next(m for m in tap.messages if b'"notification.created"' in m.body)
     assert raw.message_id == created["message_id"] and raw.delivery_mode == 2
+
+
+async def test_one_notification_to_many_is_announced_in_chunks(
+    people: People, backing: Backing, monkeypatch: Any
+) -> None:
+    """Several recipients: the content once per bus message, the recipients split into
+    chunks (shrunk here from 500 to 2), each with its own id, seq and unread count."""
+    from avisos_api.services import notifications as svc
+
+    monkeypatch.setattr(svc, "FANOUT_CHUNK_RECIPIENTS", 2)
+    admin = await people.create(roles=["admin"])
+    users = [await people.create() for _ in range(5)]
+    await _send(admin, user_ids=[str(users[0].id)])  # users[0] now has seq 1, 1 unread
+    async with BusTap(backing.amqp_url, EXCHANGE_REALTIME, "") as tap:
+        created = await _send(admin, user_ids=[str(u.id) for u in users], subject="Recuento")
+        msgs = [m for m in await tap.wait_for(3) if m["kind"] == "notifications.created"]
+    assert [len(m["recipients"]) for m in msgs] == [2, 2, 1]
+    assert all(m["notification"]["subject"] == "Recuento" for m in msgs)
+    assert all("id" not in m["notification"] for m in msgs)
+    recipients = {r["user_id"]: r for m in msgs for r in m["recipients"]}
+    assert set(recipients) == {str(u.id) for u in users}
+    assert {r["notification_id"] for r in recipients.values()} == set(created["notification_ids"])
+    first = recipients[str(users[0].id)]
+    assert first["seq"] == 2 and first["unread"]["total"] == 2
+    assert all(recipients[str(u.id)]["seq"] == 1 for u in users[1:])
+    for u in users:
+        r = recipients[str(u.id)]
+        listed = (await u.client.get("/v1/notifications")).json()["items"][0]
+        assert listed["id"] == r["notification_id"] and listed["seq"] == r["seq"]

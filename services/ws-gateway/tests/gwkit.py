@@ -30,9 +30,12 @@ from avisos_common.amqp import Publisher
 from avisos_common.amqp import connect as amqp_connect
 from avisos_common.messages import (
     PRIORITIES,
+    NotificationContent,
     NotificationCreated,
     NotificationPayload,
+    NotificationsCreated,
     Priority,
+    Recipient,
     UnreadCount,
 )
 from avisos_common.topology import EXCHANGE_REALTIME
@@ -219,6 +222,30 @@ class World:
             NotificationCreated(user_id=user_id, notification=payload, unread=unread)
         )
         return payload
+
+    async def notify_many(
+        self, user_ids: list[uuid.UUID], *, subject: str = "s"
+    ) -> NotificationsCreated:
+        """Commit one notification per user and announce them as one NotificationsCreated,
+        as the API does for a notification to several people."""
+        payloads = [await self.add_notification(u, subject=subject) for u in user_ids]
+        first = payloads[0]
+        message = NotificationsCreated(
+            notification=NotificationContent.model_validate(
+                first.model_dump(exclude={"id", "seq", "recipient_id"})
+            ),
+            recipients=[
+                Recipient(
+                    user_id=p.recipient_id,
+                    notification_id=p.id,
+                    seq=p.seq,
+                    unread=await self.unread(p.recipient_id),
+                )
+                for p in payloads
+            ],
+        )
+        await self.publish(message)
+        return message
 
 
 def mint_ticket(user_id: uuid.UUID, sid: str, **claims: Any) -> str:

@@ -61,6 +61,48 @@ async def test_users_never_see_each_others_notifications(
             await c.close()
 
 
+async def test_one_message_to_many_users(world: World, gateway: GatewayProcess) -> None:
+    """A NotificationsCreated reaches every connected recipient, each with its own id,
+    seq and unread count, exactly as a NotificationCreated would; nobody else gets it."""
+    two_tabs, one_tab, behind, offline, bystander = [await world.user() for _ in range(5)]
+    clients = {
+        u: [await Client.connect(gateway.url, await world.ticket(u)) for _ in range(n)]
+        for u, n in ((two_tabs, 2), (one_tab, 1), (behind, 1), (bystander, 1))
+    }
+    for tabs in clients.values():
+        for c in tabs:
+            await c.wait_for(lambda c=c: c.of("unread_count"))
+    # `behind` gets a notification that is committed but never announced: the fan-out's
+    # seq for it skips one, and the gateway must fill the gap from the database, in order.
+    missed = await world.add_notification(behind, subject="missed")
+    sent = await world.notify_many([two_tabs, one_tab, behind, offline], subject="Recuento")
+    by_user = {r.user_id: r for r in sent.recipients}
+    for u in (two_tabs, one_tab):
+        for c in clients[u]:
+            await c.wait_for(lambda c=c: c.notifications(), what=f"fan-out to {u}")
+    (b,) = clients[behind]
+    await b.wait_for(lambda: len(b.notifications()) >= 2, what="gap filled then fan-out")
+    assert [f["notification"]["id"] for f in b.notifications()] == [
+        str(missed.id),
+        str(by_user[behind].notification_id),
+    ]
+    assert [f["cursor"] for f in b.notifications()] == [missed.seq, missed.seq + 1]
+    for u in (two_tabs, one_tab):
+        r = by_user[u]
+        expected = sent.payload_for(r).model_dump(mode="json", exclude={"recipient_id"})
+        for c in clients[u]:
+            frame = c.notifications()[-1]
+            assert frame["type"] == "notification" and frame["cursor"] == r.seq
+            assert frame["notification"] == expected
+            assert frame["unread"] == r.unread.model_dump(mode="json")
+    await asyncio.sleep(0.2)  # anything misrouted would have arrived by now
+    assert clients[bystander][0].notifications() == []
+    for u, tabs in clients.items():
+        for c in tabs:
+            assert len(c.notifications()) == {bystander: 0, behind: 2}.get(u, 1)
+            await c.close()
+
+
 async def test_health_ready_metrics(gateway: GatewayProcess) -> None:
     import httpx
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import uuid
@@ -10,6 +11,12 @@ from typing import Any
 import jwt
 import pytest
 
+from avisos_common.messages import (
+    NotificationContent,
+    NotificationsCreated,
+    Recipient,
+    UnreadCount,
+)
 from avisos_gateway import protocol
 from avisos_gateway.hub import Hub
 from avisos_gateway.tickets import TicketError, verify_ticket
@@ -78,6 +85,33 @@ def test_client_frames() -> None:
         with pytest.raises(protocol.ClientMessageError) as info:
             protocol.parse_client_message(raw)
         assert info.value.code == code, raw
+
+
+def test_shared_frames_equal_the_single_recipient_frame() -> None:
+    """The fan-out path splices bytes; it must parse to what the one-user path gives."""
+    content = NotificationContent(
+        type="stock.low",
+        category="inventory",
+        subject='Stock "bajo" en Almacén \\ 7',
+        message="quedan 3\nunidades",
+        priority="high",
+        data={"sku": "SKU-1", "qty": 3, "nested": {"ok": True}},
+        action_url="/stock/SKU-1",
+        source_event_id="evt-1",
+        created_at=dt.datetime(2026, 11, 28, 9, 30, tzinfo=dt.UTC),
+    )
+    unread = UnreadCount(total=4, by_priority={"low": 0, "normal": 1, "high": 3, "critical": 0})
+    msg = NotificationsCreated(
+        notification=content,
+        recipients=[
+            Recipient(user_id=uuid.uuid4(), notification_id=uuid.uuid4(), seq=s, unread=unread)
+            for s in (1, 41, 10**9)
+        ],
+    )
+    frames = protocol.SharedNotificationFrames(msg.notification)
+    for r in msg.recipients:
+        one = protocol.notification_frame(msg.payload_for(r), updated=False, unread=r.unread)
+        assert json.loads(frames.frame(r)) == json.loads(one)
 
 
 def test_close_code_classes() -> None:

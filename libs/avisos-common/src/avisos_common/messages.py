@@ -58,14 +58,11 @@ class UnreadCount(BaseModel):
     by_priority: dict[Priority, int]
 
 
-class NotificationPayload(BaseModel):
-    """A notification as the recipient sees it (REST, socket and bus share this shape)."""
+class NotificationContent(BaseModel):
+    """What every recipient of one notification shares: all of it but id, seq, recipient."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: uuid.UUID
-    seq: int = Field(description="Per-recipient cursor: increases with every change pushed")
-    recipient_id: uuid.UUID
     type: str
     category: str
     subject: str
@@ -80,6 +77,14 @@ class NotificationPayload(BaseModel):
     archived_at: dt.datetime | None = None
 
 
+class NotificationPayload(NotificationContent):
+    """A notification as the recipient sees it (REST, socket and bus share this shape)."""
+
+    id: uuid.UUID
+    seq: int = Field(description="Per-recipient cursor: increases with every change pushed")
+    recipient_id: uuid.UUID
+
+
 # --- avisos.realtime -------------------------------------------------------------------
 
 
@@ -88,6 +93,44 @@ class NotificationCreated(Message):
     user_id: uuid.UUID
     notification: NotificationPayload
     unread: UnreadCount
+
+
+#: Most recipients one :class:`NotificationsCreated` carries. A larger audience is split
+#: into several messages (about 90 KB each at this size), so no outbox row or bus message
+#: grows with the audience and each gateway starts pushing after the first chunk.
+FANOUT_CHUNK_RECIPIENTS = 500
+
+
+class Recipient(BaseModel):
+    """One recipient of a :class:`NotificationsCreated`: what differs per user."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user_id: uuid.UUID
+    notification_id: uuid.UUID
+    seq: int
+    unread: UnreadCount
+
+
+class NotificationsCreated(Message):
+    """One notification created for several users at once (a rule matching a role or a
+    store, a message to a team): the shared content once, and per recipient only its id,
+    seq and unread count. The API announces two or more recipients this way, in chunks of
+    at most :data:`FANOUT_CHUNK_RECIPIENTS`; one recipient stays a
+    :class:`NotificationCreated`. A gateway turns each recipient it holds into the same
+    ``notification`` frame a :class:`NotificationCreated` would have given."""
+
+    kind: Literal["notifications.created"] = "notifications.created"
+    notification: NotificationContent
+    recipients: list[Recipient] = Field(min_length=1, max_length=FANOUT_CHUNK_RECIPIENTS)
+
+    def payload_for(self, recipient: Recipient) -> NotificationPayload:
+        return NotificationPayload(
+            **self.notification.model_dump(),
+            id=recipient.notification_id,
+            seq=recipient.seq,
+            recipient_id=recipient.user_id,
+        )
 
 
 class NotificationUpdated(Message):
@@ -130,6 +173,7 @@ class ReportStatusChanged(Message):
 
 RealtimeMessage = Annotated[
     NotificationCreated
+    | NotificationsCreated
     | NotificationUpdated
     | ReadStateChanged
     | SessionRevoked

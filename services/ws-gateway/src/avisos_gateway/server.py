@@ -31,6 +31,7 @@ from websockets.http11 import Request, Response
 from avisos_common import logging as avisos_logging
 from avisos_common.messages import (
     NotificationCreated,
+    NotificationsCreated,
     NotificationUpdated,
     ReadStateChanged,
     ReportStatusChanged,
@@ -553,6 +554,9 @@ class Gateway:
             log.warning("invalid realtime message", extra={"body": body[:200]})
             return
         self.metrics.bus_messages.labels(msg.kind).inc()
+        if isinstance(msg, NotificationsCreated):
+            self._fan_out(msg, request_id)
+            return
         user = msg.user_id
         if isinstance(msg, SessionRevoked):
             code = (
@@ -591,3 +595,37 @@ class Gateway:
         elif isinstance(msg, ReportStatusChanged):
             self.hub.deliver(user, None, protocol.report_status_frame(msg))
         self.metrics.pushed.inc(self.hub.pushed - before)
+
+    def _fan_out(self, msg: NotificationsCreated, request_id: str | None) -> None:
+        """Write one notification to every recipient of ``msg`` this instance holds, each
+        its own frame (id, seq, unread differ; the shared content is encoded once).
+
+        Logged once per message, not per recipient: at 10,000 recipients a line each
+        would cost more than the pushing."""
+        held = self.hub.by_user
+        frames: protocol.SharedNotificationFrames | None = None
+        produced = msg.produced_at.timestamp()
+        before = self.hub.pushed
+        recipients = connections = 0
+        for r in msg.recipients:
+            if r.user_id not in held:
+                continue
+            if frames is None:
+                frames = protocol.SharedNotificationFrames(msg.notification)
+            connections += self.hub.deliver(r.user_id, r.seq, frames.frame(r))
+            recipients += 1
+        if not recipients:
+            return
+        self.metrics.send_latency.observe(time.time() - produced)
+        self.metrics.pushed.inc(self.hub.pushed - before)
+        log.info(
+            "pushed",
+            extra={
+                "request_id": request_id,
+                "message_id": str(msg.message_id),
+                "source_event_id": msg.notification.source_event_id,
+                "recipients": recipients,
+                "of_recipients": len(msg.recipients),
+                "connections": connections,
+            },
+        )

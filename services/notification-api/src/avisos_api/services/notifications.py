@@ -22,11 +22,15 @@ from avisos_api.exceptions import InvalidInput, NotFound
 from avisos_api.models import Location, Notification, User, UserLocation
 from avisos_api.services import unread
 from avisos_common.messages import (
+    FANOUT_CHUNK_RECIPIENTS,
+    NotificationContent,
     NotificationCreated,
     NotificationPayload,
+    NotificationsCreated,
     NotificationUpdated,
     Priority,
     ReadStateChanged,
+    Recipient,
     UnreadCount,
 )
 
@@ -156,15 +160,47 @@ async def create(
     result = await session.scalars(insert(Notification).values(values).returning(Notification))
     rows = list(result)
     counts = await unread.compute(session, recipient_ids)
-    for n in rows:
+    announce_created(session, rows, counts)
+    session.info.setdefault("unread_dirty", {}).update(counts)
+    return rows
+
+
+def announce_created(
+    session: AsyncSession, rows: Sequence[Notification], counts: dict[uuid.UUID, UnreadCount]
+) -> None:
+    """Put the realtime announcement of new notifications in the outbox: one
+    NotificationCreated for a single recipient; for more, the shared content once per
+    chunk of recipients (NotificationsCreated), so a notification to 10,000 people is 20
+    bus messages, not 10,000."""
+    if len(rows) == 1:
+        n = rows[0]
         outbox.add_realtime(
             session,
             NotificationCreated(
                 user_id=n.recipient_id, notification=to_payload(n), unread=counts[n.recipient_id]
             ),
         )
-    session.info.setdefault("unread_dirty", {}).update(counts)
-    return rows
+        return
+    content = NotificationContent.model_validate(
+        to_payload(rows[0]).model_dump(exclude={"id", "seq", "recipient_id"})
+    )
+    for start in range(0, len(rows), FANOUT_CHUNK_RECIPIENTS):
+        chunk = rows[start : start + FANOUT_CHUNK_RECIPIENTS]
+        outbox.add_realtime(
+            session,
+            NotificationsCreated(
+                notification=content,
+                recipients=[
+                    Recipient(
+                        user_id=n.recipient_id,
+                        notification_id=n.id,
+                        seq=n.seq,
+                        unread=counts[n.recipient_id],
+                    )
+                    for n in chunk
+                ],
+            ),
+        )
 
 
 async def commit(session: AsyncSession, cache: Cache, ttl_secs: int) -> None:
