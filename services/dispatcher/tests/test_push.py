@@ -1,5 +1,5 @@
-"""Web Push through pywebpush's encryption to a local push service that verifies VAPID and
-decrypts; 410 removes the subscription; payloads are kept under 4 KB."""
+"""Web Push (our RFC 8291 encryption, py_vapid signing) to a local push service that
+verifies VAPID and decrypts; 410 removes the subscription; payloads are kept under 4 KB."""
 
 from __future__ import annotations
 
