@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from avisos_common import topology
+from avisos_common.messages import Channel
 from avisos_testkit.infra import Backing, drop_backing, make_backing
 from avisos_testkit.smtp import SmtpSink, _Controller, _Handler
 
@@ -39,6 +40,11 @@ INTERNAL_TOKEN = "ops-e2e-internal-token-0123456789abcdef012"
 #: Every queue whose messages end in an email (work queues and the retry delays).
 EMAIL_QUEUES = [topology.dispatch_queue("email", lane) for lane in topology.LANES]
 DELAY_QUEUES = [topology.delay_queue(s) for s in topology.RETRY_DELAYS_SECS]
+
+
+def dispatch_queues(channels: Sequence[Channel]) -> list[str]:
+    """The work queues (both lanes) a dispatcher consuming ``channels`` reads."""
+    return [topology.dispatch_queue(ch, lane) for ch in channels for lane in topology.LANES]
 
 
 @contextlib.asynccontextmanager
@@ -63,11 +69,13 @@ def service_env(backing: Backing) -> dict[str, str]:
     }
 
 
-def dispatcher_env(smtp_port: int) -> dict[str, str]:
+def dispatcher_env(smtp_port: int, channels: Sequence[Channel] = ("email",)) -> dict[str, str]:
+    """Environment of a dispatcher sending email to ``smtp_port``. For ``sms`` and ``push``
+    in ``channels`` the caller adds the Twilio and VAPID settings."""
     return {
         "AVISOS_SMTP_HOST": "127.0.0.1",
         "AVISOS_SMTP_PORT": str(smtp_port),
-        "AVISOS_CHANNELS": '["email"]',
+        "AVISOS_CHANNELS": json.dumps(list(channels)),
         "AVISOS_RETRY_BACKOFF_BASE_SECS": "0.5",
         "AVISOS_CLAIM_LEASE_SECS": "10",
     }
@@ -108,11 +116,17 @@ def finish_create_admin(proc: subprocess.Popen[bytes]) -> None:
     assert proc.returncode == 0, out.decode(errors="replace")
 
 
+#: Fields of a rule as read that a PUT does not take.
+_RULE_READ_ONLY = frozenset({"id", "builtin_key", "created_at", "updated_at"})
+
+
 @dataclass
 class Operator:
     """An admin session on one API (``base_url`` ends where ``/v1`` starts)."""
 
     http: httpx.AsyncClient
+    #: email -> id of each user this operator created
+    user_ids: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     async def login(cls, base_url: str, email: str) -> Operator:
@@ -142,7 +156,26 @@ class Operator:
             },
         )
         assert r.status_code == 201, r.text
+        self.user_ids[email] = r.json()["id"]
         return email
+
+    async def set_phone(self, email: str, phone: str) -> None:
+        """Give a user this operator created an E.164 phone (their SMS contact point)."""
+        r = await self.http.patch(f"/v1/admin/users/{self.user_ids[email]}", json={"phone": phone})
+        assert r.status_code == 200, r.text
+        assert r.json()["phone"] == phone, r.text
+
+    async def add_rule_channel(self, builtin_key: str, channel: Channel) -> list[str]:
+        """Add ``channel`` to a shipped rule (PUT of the whole rule); its new channels."""
+        r = await self.http.get("/v1/admin/rules")
+        assert r.status_code == 200, r.text
+        (rule,) = [x for x in r.json() if x["builtin_key"] == builtin_key]
+        body = {k: v for k, v in rule.items() if k not in _RULE_READ_ONLY}
+        body["channels"] = list(dict.fromkeys([*rule["channels"], channel]))
+        r = await self.http.put(f"/v1/admin/rules/{rule['id']}", json=body)
+        assert r.status_code == 200, r.text
+        channels: list[str] = r.json()["channels"]
+        return channels
 
     async def events_key(self) -> str:
         r = await self.http.post(
@@ -288,21 +321,38 @@ async def wait_consumers(
         await asyncio.sleep(0.1)
 
 
-async def wait_settled(backing: Backing, expected_deliveries: int, secs: float = 60) -> None:
-    """Until the outbox is published, every email delivery is recorded 'sent' and no
-    email message waits in a work or retry queue: after that nothing more is sent."""
+async def wait_settled(
+    backing: Backing, expected_deliveries: int | Mapping[Channel, int], secs: float = 60
+) -> None:
+    """Until the outbox is published, every delivery of each channel is recorded 'sent'
+    (``expected_deliveries``: per channel; an int is for email alone) and no message of
+    those channels waits in a work or retry queue: after that nothing more is sent."""
+    expected: dict[Channel, int] = (
+        {"email": expected_deliveries}
+        if isinstance(expected_deliveries, int)
+        else dict(expected_deliveries)
+    )
     deadline = time.monotonic() + secs
     conn = await asyncpg.connect(backing.database_url)
     try:
         while True:
             pending = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             rows = await conn.fetch(
-                "SELECT status, count(*) FROM deliveries WHERE channel = 'email' GROUP BY status"
+                "SELECT channel, status, count(*) FROM deliveries"
+                " WHERE channel = ANY($1::text[]) GROUP BY channel, status",
+                list(expected),
             )
-            by_status = {r["status"]: r["count"] for r in rows}
-            queues = await queue_counts(backing.amqp_url, EMAIL_QUEUES + DELAY_QUEUES)
+            by_status: dict[str, dict[str, int]] = {ch: {} for ch in expected}
+            for r in rows:
+                by_status[r["channel"]][r["status"]] = r["count"]
+            queues = await queue_counts(
+                backing.amqp_url, dispatch_queues(list(expected)) + DELAY_QUEUES
+            )
             waiting = sum(m for m, _ in queues.values())
-            if pending == 0 and by_status == {"sent": expected_deliveries} and waiting == 0:
+            all_sent = all(
+                by_status[ch] == ({"sent": n} if n else {}) for ch, n in expected.items()
+            )
+            if pending == 0 and all_sent and waiting == 0:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"outbox {pending}, deliveries {by_status}, queued {waiting}")
