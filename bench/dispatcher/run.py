@@ -8,7 +8,12 @@ The queues are filled first, then one ``avisos-dispatcher`` process is started; 
 measured at the receiving side from the first to the last message received, and every
 delivery is checked to be recorded as sent in PostgreSQL. By default the push service does
 not decrypt (it would compete for the same cores as the dispatcher); ``--verify-push``
-turns full VAPID verification and decryption on.
+turns full VAPID verification and decryption on. Besides the rate, the table shows the
+dispatcher's CPU per message (and its system part), and the CPU per message of this
+process, where the SMTP sink and the push service run (in their own threads).
+
+``BENCH_PROFILE=<dir>`` writes a CPU-time cProfile of each dispatcher run there
+(``cpu_profile.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,10 +83,24 @@ def _dispatcher_env(b: Backing, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _cpu_secs(pid: int) -> float:
-    """User + system CPU seconds of a running process (Linux /proc)."""
+def _cpu_secs(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a running process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+@dataclass
+class Result:
+    name: str
+    got: int
+    secs: float
+    rate: float
+    #: Dispatcher CPU per message while sending (start-up excluded), and its system part.
+    cpu_ms: float
+    sys_ms: float
+    #: CPU of this process per message: the sinks (SMTP server / push service threads).
+    sink_ms: float
 
 
 async def _measure(
@@ -92,36 +112,42 @@ async def _measure(
     env: dict[str, str],
     ids: list[uuid.UUID],
     timeout_secs: float,
-) -> tuple[str, int, float, float, float]:
-    # BENCH_PROFILE=dir: write a cProfile of the dispatcher there.
+) -> Result:
+    # BENCH_PROFILE=dir: write a CPU-time cProfile of the dispatcher there.
     pdir = os.environ.get("BENCH_PROFILE")
-    prof = ["-m", "cProfile", "-o", f"{pdir}/prof-{name}.out"] if pdir else []
-    proc = subprocess.Popen(  # noqa: ASYNC220 - one process, started once
-        [sys.executable, *prof, "-m", "avisos_dispatcher"], env=env
+    cmd = (
+        [str(Path(__file__).with_name("cpu_profile.py")), f"{pdir}/prof-{name}.out"]
+        if pdir
+        else ["-m", "avisos_dispatcher"]
     )
-    cpu_start = cpu_end = 0.0
+    proc = subprocess.Popen([sys.executable, *cmd], env=env)  # noqa: ASYNC220 - started once
+    cpu_start = cpu_end = (0.0, 0.0)
+    own_start = own_end = 0.0
     try:
         deadline = time.monotonic() + timeout_secs
         # The sinks fill ``received`` from their own threads: poll it.
         while not received and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
-        cpu_start, first = _cpu_secs(proc.pid), len(received)
+        cpu_start, own_start, first = _cpu_secs(proc.pid), time.process_time(), len(received)
         while len(received) < n and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        cpu_end = _cpu_secs(proc.pid)
+        cpu_end, own_end = _cpu_secs(proc.pid), time.process_time()
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.to_thread(proc.wait, 30)
     got = len(received)
-    # CPU the dispatcher spent per message while sending (start-up excluded).
-    cpu_ms = 1000 * (cpu_end - cpu_start) / max(1, got - first)
+    per_msg = 1000 / max(1, got - first)
+    user_ms = (cpu_end[0] - cpu_start[0]) * per_msg
+    sys_ms = (cpu_end[1] - cpu_start[1]) * per_msg
     secs = (received[min(got, n) - 1] - received[0]) if got > 1 else float("nan")
     sent = await db.fetchval(
         "SELECT count(*) FROM deliveries WHERE delivery_id = ANY($1) AND status = 'sent'", ids
     )
     if sent != n or got < n:
         print(f"!! {name}: {got}/{n} received, {sent}/{n} recorded as sent", file=sys.stderr)
-    return name, got, secs, (got - 1) / secs if got > 1 else 0.0, cpu_ms
+    rate = (got - 1) / secs if got > 1 else 0.0
+    sink_ms = (own_end - own_start) * per_msg
+    return Result(name, got, secs, rate, user_ms + sys_ms, sys_ms, sink_ms)
 
 
 class StampedList(list):  # type: ignore[type-arg]
@@ -150,7 +176,7 @@ async def main() -> None:
     db = await asyncpg.create_pool(b.database_url, min_size=1, max_size=4)
     conn = await aio_pika.connect_robust(b.amqp_url)
     pub = await Publisher.open(conn)
-    results = []
+    results: list[Result] = []
     try:
         [user] = await _users(db, 1)
         # --- email --------------------------------------------------------------------
@@ -239,13 +265,13 @@ async def main() -> None:
 
     print(
         f"\n{'channel':<8} {'messages':>9} {'seconds':>8} {'per sec':>9} {'target':>7}  ok"
-        f"  {'dispatcher CPU ms/msg':>22}"
+        f"  {'dispatcher CPU ms/msg':>22} {'of it system':>13} {'sink CPU ms/msg':>16}"
     )
-    for name, got, secs, rate, cpu_ms in results:
-        ok = "yes" if rate >= TARGET_PER_SEC else "NO "
+    for r in results:
+        ok = "yes" if r.rate >= TARGET_PER_SEC else "NO "
         print(
-            f"{name:<8} {got:>9} {secs:>8.2f} {rate:>9.0f} {TARGET_PER_SEC:>7}  {ok}"
-            f" {cpu_ms:>22.2f}"
+            f"{r.name:<8} {r.got:>9} {r.secs:>8.2f} {r.rate:>9.0f} {TARGET_PER_SEC:>7}  {ok}"
+            f" {r.cpu_ms:>22.2f} {r.sys_ms:>13.2f} {r.sink_ms:>16.2f}"
         )
     print(f"load average at the end: {os.getloadavg()}")
     print(f"(cpus: {os.cpu_count()}; push service verify={args.verify_push})")

@@ -112,3 +112,14 @@ def test_invalid_address_is_permanent(to: str) -> None:
 def test_lone_surrogate_in_body_does_not_fail_the_delivery() -> None:
     msg = _parse(render_message(_delivery(text="a\ud800b"), SETTINGS, []).data)
     assert msg.get_content() == "a?b"
+
+
+@pytest.mark.parametrize("value", ["x\r\nBcc: evil@attacker.test", "x\nBcc: e", "x\r", "x\r\n"])
+def test_header_check_catches_what_cleaning_would_miss(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last line of defence works on its own: with cleaning disabled, a line break in a
+    header value fails the delivery instead of adding a header."""
+    monkeypatch.setattr("avisos_dispatcher.email.clean_header_text", lambda v, limit: v)
+    with pytest.raises(PermanentError, match="line break"):
+        render_message(_delivery(subject=value), SETTINGS, [])
