@@ -30,6 +30,10 @@ class Stats:
     connected: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    #: Keep-alive pings received, per connection (index = order of connecting).
+    pings: list[int] = field(default_factory=list)
+    #: ``pings`` when the controller last asked to mark them (``mark_pings``).
+    pings_marked: list[int] = field(default_factory=list)
     #: Set whenever a connection attempt ends (connected or failed).
     progress: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -94,6 +98,8 @@ async def _hold(
         stats.connected += 1
         stats.progress.set()
         sockets.append(ws)
+        slot = len(stats.pings)
+        stats.pings.append(0)
     try:
         async for msg in ws:
             now = time.time()
@@ -104,6 +110,7 @@ async def _hold(
                     stats.received += 1
                     stats.last_rx = now
                 elif msg == '{"v":1,"type":"ping"}':
+                    stats.pings[slot] += 1
                     await ws.send('{"v":1,"type":"pong"}')
             elif kind == "socketio":
                 if msg == "2":
@@ -155,6 +162,17 @@ async def _main(pipe: Connection) -> None:
             pipe.send(("stats", stats.latencies, stats.received, stats.last_rx))
         elif op == "alive":
             pipe.send(("alive", sum(1 for s in sockets if s.close_code is None)))
+        elif op == "mark_pings":
+            stats.pings_marked = list(stats.pings)
+            pipe.send(("ok",))
+        elif op == "pings":
+            # Fewest pings any open connection got since mark_pings, and the total.
+            since = [
+                n - (stats.pings_marked[i] if i < len(stats.pings_marked) else 0)
+                for i, n in enumerate(stats.pings)
+                if sockets[i].close_code is None
+            ]
+            pipe.send(("pings", min(since, default=0), sum(since), len(since)))
         elif op == "close":
             for ws in sockets:
                 ws.transport.abort()

@@ -11,10 +11,19 @@ Redis prefix, dropped at the end):
   connections, python-socketio, and bare websockets;
 * end-to-end latency from publish (``avisos.realtime``) to the socket, p50/p99, at 200 and
   1,000 notifications/s spread over all connected users;
+* the same from the commit to PostgreSQL to the socket: notifications committed as the API
+  commits them (notification row, outbox row, ``NOTIFY avisos_outbox``; see
+  outbox_writer.py) and published by the outbox relay of a real notification-api process
+  (``python -m avisos_api``), at 200 and 1,000/s;
 * fan-out of one notification to every user (as the API announces it: NotificationsCreated
   messages of up to ``FANOUT_CHUNK_RECIPIENTS`` recipients each, every recipient its own
   id, seq and unread count) until the last socket has it, against bare websockets
-  ``broadcast()`` of one identical message to the same number of clients.
+  ``broadcast()`` of one identical message to the same number of clients;
+* connections one gateway process holds: as many authenticated connections as the
+  open-file limit allows (less the gateway's own descriptors and ``FD_HEADROOM``), kept
+  open through several keep-alive rounds (ping interval shortened for this phase), all
+  checked alive; RSS growth per connection, extrapolated to connections per GiB and to
+  100,000 connections (``--only max``; ``--max-connections N`` to cap it).
 
 Client connections are spread over several worker processes; soft fd limits are raised
 to the hard limit. Results are printed as a table and written to bench/results/gateway.json.
@@ -34,6 +43,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +57,7 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from clients import worker_main  # type: ignore[import-not-found]  # noqa: E402
+from outbox_writer import CommitFeed, open_pool  # type: ignore[import-not-found]  # noqa: E402
 
 from avisos_common.messages import (  # noqa: E402
     FANOUT_CHUNK_RECIPIENTS,
@@ -63,8 +74,28 @@ from avisos_testkit.infra import Backing, drop_backing, free_port, make_backing 
 
 ORIGIN = "http://bench.avisos.test"
 SECRET = "bench-ticket-secret-" + secrets.token_hex(16)
+INTERNAL_TOKEN = "bench-internal-token-" + secrets.token_hex(16)
 WARMUP = 200
+#: Descriptors left free in the max-connections phase for what the gateway opens later
+#: (database pool up to 10, Redis pool up to 32, /metrics scrapes, an AMQP reconnect).
+FD_HEADROOM = 100
+#: Keep-alive in the max-connections phase: every connection is pinged this often, and
+#: one that answers nothing for IDLE_TIMEOUT_SECS is closed by the gateway.
+MAX_PING_INTERVAL_SECS = 5.0
+MAX_IDLE_TIMEOUT_SECS = 20.0
+#: Ping rounds every connection must have answered before it counts as held.
+MAX_PING_ROUNDS = 3
+#: Client processes of the max-connections phase (a share of the sockets each).
+MAX_WORKERS = 4
+#: Connections per GiB the issue asks for.
+TARGET_CONNS_PER_GIB = 100_000
+#: --quick caps the max-connections mode (a smoke run, not the machine's maximum).
+QUICK_MAX_CONNECTIONS = 4_000
 UNREAD = UnreadCount(total=1, by_priority=dict.fromkeys(PRIORITIES, 0))
+
+
+def load_now() -> str:
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def kib(n: float) -> str:
@@ -183,7 +214,9 @@ async def setup_users(backing: Backing, count: int) -> list[tuple[str, str]]:
     return pairs
 
 
-def start_gateway(backing: Backing, port: int) -> subprocess.Popen[bytes]:
+def start_gateway(
+    backing: Backing, port: int, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update(backing.env())
     env.update(
@@ -193,12 +226,31 @@ def start_gateway(backing: Backing, port: int) -> subprocess.Popen[bytes]:
             "AVISOS_TICKET_SECRET": SECRET,
             "AVISOS_ALLOWED_ORIGINS": ORIGIN,
             "AVISOS_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
         }
     )
     if os.environ.get("BENCH_GATEWAY_PROFILE"):  # a path: write a CPU-time profile there
         script = str(Path(__file__).parent / "profile_gateway.py")
         return subprocess.Popen([sys.executable, script], env=env)
     return subprocess.Popen([sys.executable, "-m", "avisos_gateway"], env=env)
+
+
+def start_api(backing: Backing, port: int) -> subprocess.Popen[bytes]:
+    """A real notification-api process (``python -m avisos_api``): serves the API and runs
+    the outbox relay (``AVISOS_RUN_RELAY`` defaults to on), with the settings it has in
+    production but for the secrets, which are set as the e2e stack sets them."""
+    env = dict(os.environ)
+    env.update(backing.env())
+    env.update(
+        {
+            "AVISOS_API_HOST": "127.0.0.1",
+            "AVISOS_API_PORT": str(port),
+            "AVISOS_TICKET_SECRET": SECRET,
+            "AVISOS_INTERNAL_TOKEN": INTERNAL_TOKEN,
+            "AVISOS_LOG_LEVEL": "WARNING",
+        }
+    )
+    return subprocess.Popen([sys.executable, "-m", "avisos_api"], env=env)
 
 
 def start_baseline(kind: str, port: int) -> subprocess.Popen[bytes]:
@@ -337,6 +389,110 @@ class Feed:
         return sent
 
 
+async def latency_phase(
+    label: str,
+    per_sec: int,
+    workers: Workers,
+    port: int,
+    gw_proc: psutil.Process,
+    produce: Callable[[], Awaitable[tuple[int, float]]],
+    api_proc: psutil.Process | None,
+) -> dict[str, Any]:
+    """Run ``produce`` (which sends notifications at ``per_sec`` and returns how many it
+    sent and the seconds it took), wait for the clients to have them, and measure."""
+    await workers.all("reset")
+    cpu0 = sum(gw_proc.cpu_times()[:2])
+    api_cpu0 = sum(api_proc.cpu_times()[:2]) if api_proc else 0.0
+    hist0 = await send_latency_buckets(port)
+    sent, secs = await produce()
+    lat, received, _ = await wait_received(workers, sent, 30)
+    hist1 = await send_latency_buckets(port)
+    cpu = sum(gw_proc.cpu_times()[:2]) - cpu0
+    result = {
+        "sent": sent,
+        "received": received,
+        "achieved_per_sec": sent / secs if secs else float("nan"),
+        "p50_ms": pct(lat, 0.5) * 1000,
+        "p99_ms": pct(lat, 0.99) * 1000,
+        "max_ms": max(lat, default=0) * 1000,
+        "gateway_cpu_us_per_msg": cpu / max(1, sent) * 1e6,
+        # The gateway's side alone (bus message produced -> written to the socket), as
+        # bucket upper bounds: without the clients' own scheduling delays. For commits the
+        # message is produced just before the commit, so this includes outbox and relay.
+        "gateway_p50_le_ms": bucket_quantile(hist0, hist1, 0.5) * 1000,
+        "gateway_p99_le_ms": bucket_quantile(hist0, hist1, 0.99) * 1000,
+    }
+    extra = ""
+    if api_proc is not None:
+        api_cpu = sum(api_proc.cpu_times()[:2]) - api_cpu0
+        result["api_cpu_us_per_msg"] = api_cpu / max(1, sent) * 1e6
+        extra = f", API (relay) CPU {result['api_cpu_us_per_msg']:.0f} us/msg"
+    print(
+        f"  avisos {label} @ {per_sec}/s (achieved {result['achieved_per_sec']:.0f}/s): "
+        f"{received}/{sent} received, p50 {result['p50_ms']:.1f} ms, p99 "
+        f"{result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms, gateway CPU "
+        f"{result['gateway_cpu_us_per_msg']:.0f} us/msg{extra}",
+        flush=True,
+    )
+    return result
+
+
+async def commit_phases(
+    backing: Backing,
+    feed: Feed,
+    workers: Workers,
+    port: int,
+    gw_proc: psutil.Process,
+    phase_secs: float,
+) -> dict[str, Any]:
+    """Commit -> socket at 200 and 1,000/s through a real API process's outbox relay."""
+    out: dict[str, Any] = {}
+    api_port = free_port()
+    api = start_api(backing, api_port)
+    pool = await open_pool(backing.database_url)
+    try:
+        await wait_http(f"http://127.0.0.1:{api_port}/readyz", timeout=60)
+        writer = CommitFeed(pool, feed.users, feed.seq)
+        writer.next = feed.next
+        # The publish phases announced seqs without rows: continue after them.
+        await writer.sync_seqs()
+        probe_secs = await writer.probe(feed.users[0])
+        print(f"  notification-api up, its relay published a probe in {probe_secs:.2f}s")
+        api_proc = psutil.Process(api.pid)
+        pending_at_stop: dict[int, int] = {}
+        for per_sec in (200, 1000):
+            after = await writer.max_outbox_id()
+            writer.writer_stats()  # drop the probe's and earlier timings
+
+            async def commit(rate: int = per_sec, after: int = after) -> tuple[int, float]:
+                sent, secs = await writer.rate(rate, phase_secs)
+                # What the relay still had to publish when the writer stopped.
+                pending_at_stop[rate] = await writer.pending(after)
+                return sent, secs
+
+            result = await latency_phase(
+                "commit -> socket", per_sec, workers, port, gw_proc, commit, api_proc
+            )
+            result["pending_when_writer_stopped"] = pending_at_stop[per_sec]
+            result.update(writer.writer_stats())
+            result.update(await writer.relay_stats(after))
+            print(
+                f"    writer tx p50/p99 {result['writer_tx_p50_ms']:.1f}/"
+                f"{result['writer_tx_p99_ms']:.1f} ms; outbox wait (writer tx start -> relay "
+                f"claim) p50/p99 {result['outbox_wait_p50_ms']:.1f}/"
+                f"{result['outbox_wait_p99_ms']:.1f} ms; {result['relay_passes']} relay passes,"
+                f" {result['rows_per_pass']:.1f} rows/pass; "
+                f"{result['pending_when_writer_stopped']} rows pending at writer stop",
+                flush=True,
+            )
+            out[f"commit_latency_{per_sec}"] = result
+        feed.next = writer.next
+    finally:
+        await pool.close()
+        stop_process(api)
+    return out
+
+
 async def wait_received(
     workers: Workers, expected: int, timeout: float
 ) -> tuple[list[float], int, float]:
@@ -397,41 +553,23 @@ async def bench_gateway(
         feed = Feed(channel, [u for u, _ in pairs[WARMUP : WARMUP + n]])
         gw_proc = psutil.Process(proc.pid)
         for per_sec in (200, 1000):
-            await workers.all("reset")
-            t_user0, t_sys0 = gw_proc.cpu_times()[:2]
-            hist0 = await send_latency_buckets(port)
-            sent = await feed.rate(per_sec, phase_secs)
-            lat, received, _ = await wait_received(workers, sent, 10)
-            hist1 = await send_latency_buckets(port)
-            out[f"gc_after_{per_sec}"] = await gc_counts(port)
-            t_user1, t_sys1 = gw_proc.cpu_times()[:2]
-            cpu = (t_user1 - t_user0) + (t_sys1 - t_sys0)
-            print(f"  gateway CPU user {t_user1 - t_user0:.2f}s sys {t_sys1 - t_sys0:.2f}s")
-            out[f"latency_{per_sec}"] = {
-                "sent": sent,
-                "received": received,
-                "p50_ms": pct(lat, 0.5) * 1000,
-                "p99_ms": pct(lat, 0.99) * 1000,
-                "max_ms": max(lat, default=0) * 1000,
-                "gateway_cpu_us_per_msg": cpu / max(1, sent) * 1e6,
-                # The gateway's side alone (bus message produced -> written to the socket),
-                # as bucket upper bounds: without the clients' own scheduling delays.
-                "gateway_p50_le_ms": bucket_quantile(hist0, hist1, 0.5) * 1000,
-                "gateway_p99_le_ms": bucket_quantile(hist0, hist1, 0.99) * 1000,
-            }
-            print(
-                f"  avisos @ {per_sec}/s: {received}/{sent} received, p50 "
-                f"{pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms, gateway "
-                f"CPU {cpu / max(1, sent) * 1e6:.0f} us/msg",
-                flush=True,
+
+            async def publish(rate: int = per_sec) -> tuple[int, float]:
+                started = time.monotonic()
+                return await feed.rate(rate, phase_secs), time.monotonic() - started
+
+            out[f"latency_{per_sec}"] = await latency_phase(
+                "publish -> socket", per_sec, workers, port, gw_proc, publish, None
             )
+            out[f"gc_after_{per_sec}"] = await gc_counts(port)
+        out.update(await commit_phases(backing, feed, workers, port, gw_proc, phase_secs))
         await workers.all("reset")
         bodies = feed.fanout_bodies()  # built before the clock starts
         t0 = time.time()
         for body in bodies:
             await feed.send(body)
         published = time.time() - t0
-        lat, received, last = await wait_received(workers, len(feed.users), 60)
+        _lat, received, last = await wait_received(workers, len(feed.users), 60)
         out["fanout"] = {
             "users": len(feed.users),
             "received": received,
@@ -452,6 +590,123 @@ async def bench_gateway(
         await amqp.close()
         stop_process(proc)
     return out
+
+
+async def metric_values(port: int, name: str) -> dict[str, float]:
+    """Samples of metric ``name`` on the gateway's /metrics, by label string ("" if none)."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
+            key, value = line.rsplit(" ", 1)
+            out[key[len(name) :].strip("{}")] = float(value)
+    return out
+
+
+async def bench_max_connections(
+    backing: Backing, pairs: list[tuple[str, str]], cap: int | None
+) -> dict[str, Any]:
+    """As many authenticated connections as one gateway's open-file limit allows, held
+    through ``MAX_PING_ROUNDS`` keep-alive rounds; RSS growth per connection."""
+    port = free_port()
+    proc = start_gateway(
+        backing,
+        port,
+        {
+            "AVISOS_PING_INTERVAL_SECS": str(MAX_PING_INTERVAL_SECS),
+            "AVISOS_IDLE_TIMEOUT_SECS": str(MAX_IDLE_TIMEOUT_SECS),
+        },
+    )
+    workers = Workers(MAX_WORKERS)
+    base = f"ws://127.0.0.1:{port}/ws"
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/readyz")
+        gw = psutil.Process(proc.pid)
+        fd_soft, fd_hard = gw.rlimit(psutil.RLIMIT_NOFILE)
+        own_fds = gw.num_fds()
+        by_limit = fd_soft - own_fds - FD_HEADROOM
+        target = min(by_limit, cap or by_limit, len(pairs))
+        print(
+            f"  max connections: gateway fd limit {fd_soft:,} (hard {fd_hard:,}), "
+            f"{own_fds} in use at start, {FD_HEADROOM} kept free -> {target:,} connections "
+            f"over {MAX_WORKERS} client processes; ping every {MAX_PING_INTERVAL_SECS:g}s, "
+            f"idle timeout {MAX_IDLE_TIMEOUT_SECS:g}s",
+            flush=True,
+        )
+        warm = await workers.connect("avisos", base, pairs[:WARMUP])
+        rss0 = await settle_rss(proc.pid)
+        started = time.monotonic()
+        ok = await workers.connect("avisos", base, pairs[WARMUP:target])
+        connect_secs = time.monotonic() - started
+        rss1 = await settle_rss(proc.pid, 3.0)
+        held = warm + ok
+        print(
+            f"  max connections: {held:,}/{target:,} connected in {connect_secs:.0f}s, "
+            f"RSS {rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MiB",
+            flush=True,
+        )
+        # Keep-alive: every open connection must answer MAX_PING_ROUNDS pings from now.
+        await workers.all("mark_pings")
+        cpu0 = sum(gw.cpu_times()[:2])
+        hold_started = time.monotonic()
+        deadline = hold_started + 4 * MAX_PING_ROUNDS * MAX_PING_INTERVAL_SECS
+        fewest = 0
+        while time.monotonic() < deadline:
+            answers = await workers.all("pings")
+            fewest = min(a[1] for a in answers)
+            if fewest >= MAX_PING_ROUNDS:
+                break
+            await asyncio.sleep(1.0)
+        hold_secs = time.monotonic() - hold_started
+        hold_cpu = sum(gw.cpu_times()[:2]) - cpu0
+        pings = sum(a[2] for a in answers)
+        rss2 = rss(proc.pid)
+        fds = gw.num_fds()
+        alive = sum(a[1] for a in await workers.all("alive"))
+        gauge = (await metric_values(port, "avisos_gateway_connections")).get("", float("nan"))
+        drops = await metric_values(port, "avisos_gateway_drops_total")
+        # Conservative: the larger of the RSS after connecting and after the ping rounds.
+        per = (max(rss1, rss2) - rss0) / max(1, ok)
+        result = {
+            "fd_limit": fd_soft,
+            "gateway_fds_at_start": own_fds,
+            "target": target,
+            "connected": held,
+            "failed": target - held,
+            "connect_secs": connect_secs,
+            "rss_before": rss0,
+            "rss_after_connect": rss1,
+            "rss_after_pings": rss2,
+            "bytes_per_conn": per,
+            "conns_per_gib": 2**30 / per if per > 0 else float("inf"),
+            "rss_at_100k_bytes": rss0 + TARGET_CONNS_PER_GIB * per,
+            "ping_interval_secs": MAX_PING_INTERVAL_SECS,
+            "idle_timeout_secs": MAX_IDLE_TIMEOUT_SECS,
+            "ping_rounds_min": fewest,
+            "pings_answered": pings,
+            "hold_secs": hold_secs,
+            "gateway_cpu_share_while_pinging": hold_cpu / hold_secs if hold_secs else 0.0,
+            "alive_after_pings": alive,
+            "gateway_connections_gauge": gauge,
+            "gateway_fds_after_pings": fds,
+            "gateway_drops": drops,
+        }
+        result["all_alive"] = (
+            alive == held == gauge and fewest >= MAX_PING_ROUNDS and not any(drops.values())
+        )
+        print(
+            f"  max connections: {alive:,} alive (gateway gauge {gauge:,.0f}, {fds:,} fds) after"
+            f" >= {fewest} ping rounds each ({pings:,} pongs in {hold_secs:.0f}s, gateway CPU "
+            f"{result['gateway_cpu_share_while_pinging']:.0%}); RSS {rss0 / 2**20:.0f} -> "
+            f"{rss1 / 2**20:.0f} -> {rss2 / 2**20:.0f} MiB: {kib(per)}/connection, "
+            f"{result['conns_per_gib']:,.0f} connections per GiB; drops {drops or 'none'}",
+            flush=True,
+        )
+        return result
+    finally:
+        await workers.close()
+        stop_process(proc)
 
 
 async def bench_baseline(
@@ -488,7 +743,7 @@ async def bench_baseline(
 
 
 def table(results: dict[str, Any], n: int) -> str:
-    gw = results["avisos"]
+    gw = results.get("avisos", {})
     lines = [
         f"Gateway benchmark: {n:,} connections, {os.cpu_count()} CPUs shared with the "
         f"clients, broker and databases, load average {results.get('load', '?')}, "
@@ -512,21 +767,11 @@ def table(results: dict[str, Any], n: int) -> str:
             f"{fan['secs'] * 1000:.0f} ms ({fan['received']:,}/{fan['users']:,})" if fan else "-"
         )
         lines.append(f"| {names[key]} | {kib(r['memory']['bytes_per_conn'])} | {fan_s} |")
-    lines += [
-        "",
-        "| Avisos latency publish -> client | p50 | p99 | max | delivered | gateway-side p50 / p99"
-        " (histogram bucket) | gateway CPU/msg |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for rate in (200, 1000):
-        r = gw[f"latency_{rate}"]
-        lines.append(
-            f"| {rate:,} notifications/s over {n:,} users | {r['p50_ms']:.1f} ms | "
-            f"{r['p99_ms']:.1f} ms | {r['max_ms']:.1f} ms | "
-            f"{r['received']:,}/{r['sent']:,} | ≤ {r['gateway_p50_le_ms']:g} ms / "
-            f"≤ {r['gateway_p99_le_ms']:g} ms | {r['gateway_cpu_us_per_msg']:.0f} µs |"
-        )
-    if "bare" in results and results["bare"].get("fanout"):
+    if "latency_200" in gw:
+        lines += latency_table(gw, n)
+    if "max" in results:
+        lines += max_table(results)
+    if "bare" in results and results["bare"].get("fanout") and "fanout" in gw:
         ratio = gw["fanout"]["secs"] / results["bare"]["fanout"]["secs"]
         lines += [
             "",
@@ -537,6 +782,71 @@ def table(results: dict[str, Any], n: int) -> str:
     return "\n".join(lines)
 
 
+def latency_table(gw: dict[str, Any], n: int) -> list[str]:
+    lines = [
+        "",
+        "| Avisos latency -> client, over "
+        f"{n:,} users | p50 | p99 | max | delivered | gateway-side p50 / p99"
+        " (histogram bucket) | gateway CPU/msg |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows = [("publish -> socket", "latency")]
+    if "commit_latency_200" in gw:
+        rows.append(("commit -> socket", "commit_latency"))
+    for label, key in rows:
+        for rate in (200, 1000):
+            r = gw[f"{key}_{rate}"]
+            target = " (target < 50 ms)" if rate == 1000 and key == "commit_latency" else ""
+            lines.append(
+                f"| {label}, {rate:,}/s | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms{target} | "
+                f"{r['max_ms']:.1f} ms | {r['received']:,}/{r['sent']:,} | "
+                f"≤ {r['gateway_p50_le_ms']:g} ms / ≤ {r['gateway_p99_le_ms']:g} ms | "
+                f"{r['gateway_cpu_us_per_msg']:.0f} µs |"
+            )
+    if "commit_latency_200" in gw:
+        lines += [
+            "",
+            "| commit -> socket: the path before the gateway | writer rate achieved | "
+            "stamp -> commit p50 / p99 | outbox wait p50 / p99 (writer tx start -> relay claim)"
+            " | relay passes (rows/pass) | pending at writer stop | API process CPU/msg |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for rate in (200, 1000):
+            r = gw[f"commit_latency_{rate}"]
+            lines.append(
+                f"| {rate:,}/s | {r['achieved_per_sec']:,.0f}/s | "
+                f"{r['stamp_to_commit_p50_ms']:.1f} / {r['stamp_to_commit_p99_ms']:.1f} ms | "
+                f"{r['outbox_wait_p50_ms']:.1f} / {r['outbox_wait_p99_ms']:.1f} ms | "
+                f"{r['relay_passes']:,} ({r['rows_per_pass']:.1f}) | "
+                f"{r['pending_when_writer_stopped']} | {r['api_cpu_us_per_msg']:.0f} µs |"
+            )
+    return lines
+
+
+def max_table(results: dict[str, Any]) -> list[str]:
+    m = results["max"]
+    at_n = results.get("avisos", {}).get("memory")
+    lines = [
+        "",
+        f"| one gateway process, fd limit {m['fd_limit']:,} | connections held | alive after "
+        f"pings (every {m['ping_interval_secs']:g} s) | RSS growth / connection | connections"
+        " per GiB | RSS at 100,000 connections |",
+        "|---|---|---|---|---|---|",
+        f"| max connections | {m['connected']:,}/{m['target']:,} | {m['alive_after_pings']:,}"
+        f" (≥ {m['ping_rounds_min']} rounds each{'' if m['all_alive'] else '; NOT all'}) | "
+        f"{kib(m['bytes_per_conn'])} | {m['conns_per_gib']:,.0f} (target "
+        f"{TARGET_CONNS_PER_GIB:,}) | {m['rss_at_100k_bytes'] / 2**30:.2f} GiB |",
+    ]
+    if at_n:
+        per = at_n["bytes_per_conn"]
+        lines.append(
+            f"| same run, {at_n['connected']:,} idle connections | {at_n['connected']:,} | - | "
+            f"{kib(per)} | {2**30 / per:,.0f} | "
+            f"{(at_n['rss_before'] + TARGET_CONNS_PER_GIB * per) / 2**30:.2f} GiB |"
+        )
+    return lines
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2,000 connections, short phases")
@@ -544,32 +854,57 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="client processes")
     parser.add_argument("--memory-only", action="store_true", help="skip latency and fan-out")
     parser.add_argument(
-        "--only", choices=["avisos", "bare", "fastapi", "socketio"], action="append"
+        "--only",
+        choices=["avisos", "max", "bare", "fastapi", "socketio"],
+        action="append",
+        help="run only these (max: the max-connections mode)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="cap the max-connections mode (default: the open-file limit allows)",
     )
     args = parser.parse_args()
     n = args.connections or (2000 if args.quick else 10_000)
     phase_secs = 3.0 if args.quick else 10.0
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    kinds = args.only or ["avisos", "bare", "fastapi", "socketio"]
+    max_cap = args.max_connections or (QUICK_MAX_CONNECTIONS if args.quick else None)
+    kinds = args.only or ["avisos", "max", "bare", "fastapi", "socketio"]
     print(f"gateway bench: {n} connections over {args.workers} client processes", flush=True)
     backing = await make_backing("bench")
     results: dict[str, Any] = {}
+    loads: dict[str, str] = {}
     try:
-        pairs = await setup_users(backing, WARMUP + n)
+        # One user per connection, also in the max-connections mode (≤ the fd limit).
+        users = max(WARMUP + n, min(hard, max_cap or hard) if "max" in kinds else 0)
+        pairs = await setup_users(backing, users)
         if "avisos" in kinds:
+            loads["avisos"] = load_now()
             results["avisos"] = await bench_gateway(
-                backing, pairs, n, args.workers, phase_secs, args.memory_only
+                backing, pairs[: WARMUP + n], n, args.workers, phase_secs, args.memory_only
             )
+        if "max" in kinds:
+            loads["max"] = load_now()
+            results["max"] = await bench_max_connections(backing, pairs, max_cap)
         for kind in ("bare", "fastapi", "socketio"):
             if kind in kinds:
+                loads[kind] = load_now()
                 results[kind] = await bench_baseline(
-                    kind, pairs, n, args.workers, fanout=kind == "bare" and not args.memory_only
+                    kind,
+                    pairs[: WARMUP + n],
+                    n,
+                    args.workers,
+                    fanout=kind == "bare" and not args.memory_only,
                 )
     finally:
         await drop_backing(backing)
-    results["load"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    if "avisos" in results and not args.memory_only:
+    loads["end"] = load_now()
+    results["load"] = load_now()
+    results["load_at_phase_start"] = loads
+    print(f"load average (1/5/15 min) at the start of each part: {loads}")
+    if ("avisos" in results or "max" in results) and not args.memory_only:
         print()
         print(table(results, n))
     out = ROOT / "bench" / "results"
