@@ -13,6 +13,11 @@ Claim protocol (one row per ``delivery_id`` in ``deliveries``):
 
 The only duplicate window is between step 2 (provider accepted) and step 3 (commit): if
 the process dies there, the claim expires and the message is sent again (at-least-once).
+
+Claims, records, subscription look-ups and ``last_success_at`` updates of concurrent
+deliveries are coalesced into one statement each (:mod:`avisos_dispatcher.batching`):
+the same rows and the same per-delivery conditions, fewer round trips and transactions.
+Each caller's statement has committed when its call returns.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import asyncpg  # type: ignore[import-untyped]
+
+from avisos_dispatcher.batching import Coalescer
 
 Status = Literal["sent", "failed", "retrying"]
 AttemptStatus = Literal["queued", "sent", "delivered", "failed", "bounced"]
@@ -139,6 +146,99 @@ SELECT $1, $2, $3, $4, a.provider, a.provider_message_id, a.status, a.error, $5,
 """
 
 
+# The batched forms: the same statements over arrays, one row per delivery. Where two
+# batches could want the same rows (duplicate deliveries, one user's subscriptions), rows
+# are locked in id order so that they cannot deadlock.
+_CLAIM_BATCH_SQL = """
+INSERT INTO deliveries AS d
+    (delivery_id, channel, notification_id, user_id, status, attempts, claim_token,
+     claimed_at, created_at, updated_at)
+SELECT i.delivery_id, i.channel, i.notification_id, i.user_id, 'sending', 1, i.token,
+       now(), now(), now()
+  FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[])
+       AS i(delivery_id, channel, notification_id, user_id, token)
+ ORDER BY i.delivery_id
+ON CONFLICT (delivery_id) DO UPDATE
+    SET status = 'sending', attempts = d.attempts + 1, claim_token = EXCLUDED.claim_token,
+        claimed_at = now(), updated_at = now()
+    WHERE d.status = 'retrying'
+       OR (d.status = 'sending' AND d.claimed_at < now() - make_interval(secs => $6))
+RETURNING d.delivery_id, d.attempts,
+    (SELECT o.status FROM deliveries o WHERE o.delivery_id = d.delivery_id) AS previous_status
+"""
+
+_CLAIM_STATE_BATCH_SQL = """
+SELECT delivery_id, status,
+       EXTRACT(EPOCH FROM (claimed_at + make_interval(secs => $2) - now()))::float8 AS left_secs
+FROM deliveries WHERE delivery_id = ANY($1::uuid[])
+"""
+
+_FINISH_BATCH_SQL = """
+WITH i AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::uuid[])
+           AS i(delivery_id, status, provider, provider_message_id, error, token)
+), upd AS (
+    -- Only rows whose claim token is ours match, and a token is held by one caller: two
+    -- batches never wait for each other's rows here.
+    UPDATE deliveries AS d
+       SET status = i.status, provider = COALESCE(i.provider, d.provider),
+           provider_message_id = COALESCE(i.provider_message_id, d.provider_message_id),
+           last_error = i.error, claim_token = NULL, updated_at = now()
+      FROM i
+     WHERE d.delivery_id = i.delivery_id AND d.claim_token = i.token
+    RETURNING d.delivery_id
+), ins AS (
+    INSERT INTO delivery_attempts
+        (delivery_id, channel, notification_id, user_id, attempt, provider,
+         provider_message_id, status, error, started_at, finished_at, latency_ms, target)
+    SELECT * FROM unnest($7::uuid[], $8::text[], $9::uuid[], $10::uuid[], $11::int[],
+                         $12::text[], $13::text[], $14::text[], $15::text[],
+                         $16::timestamptz[], $17::timestamptz[], $18::int[], $19::text[])
+    RETURNING 1
+)
+SELECT delivery_id FROM upd
+"""
+
+_PUSH_TARGETS_BATCH_SQL = """
+SELECT user_id, id, endpoint, p256dh, auth FROM push_subscriptions
+ WHERE user_id = ANY($1::uuid[])
+"""
+
+_PUSH_SUCCEEDED_SQL = """
+UPDATE push_subscriptions SET last_success_at = now()
+ WHERE id IN (SELECT id FROM push_subscriptions WHERE id = ANY($1::uuid[])
+               ORDER BY id FOR UPDATE)
+"""
+
+
+@dataclass(frozen=True)
+class _ClaimRequest:
+    delivery_id: uuid.UUID
+    channel: str
+    notification_id: uuid.UUID | None
+    user_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class _FinishRequest:
+    delivery_id: uuid.UUID
+    claim: Claimed
+    channel: str
+    notification_id: uuid.UUID | None
+    user_id: uuid.UUID
+    status: Status
+    attempts: list[AttemptRecord]
+    provider: str | None
+    provider_message_id: str | None
+    error: str | None
+
+
+class _DuplicateInBatch(Exception):
+    """One delivery twice in a batch: one statement cannot claim a row twice; the batch's
+    requests then run one by one (in order, like separate statements would)."""
+
+
 def _attempt_arrays(attempts: list[AttemptRecord]) -> list[list[Any]]:
     return [
         [a.provider for a in attempts],
@@ -160,16 +260,26 @@ async def _no_session_state_to_reset(conn: asyncpg.Connection) -> None:
 
 
 class Store:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    """The dispatcher's statements. ``batch=False`` runs every call as its own statement
+    (the batched and the single forms must behave the same; tests run both)."""
+
+    def __init__(self, pool: asyncpg.Pool, *, batch: bool = True) -> None:
         self.pool = pool
+        self.batch = batch
+        self._claims: dict[float, Coalescer[_ClaimRequest, ClaimResult]] = {}
+        self._finishes = Coalescer("finish", self._finish_batch, self._finish_one)
+        self._targets = Coalescer("push_targets", self._push_targets_batch, self._push_targets)
+        self._succeeded = Coalescer(
+            "push_succeeded", self._push_succeeded_batch, self._push_succeeded
+        )
 
     @classmethod
-    async def open(cls, dsn: str, size: int = 10) -> Store:
+    async def open(cls, dsn: str, size: int = 10, *, batch: bool = True) -> Store:
         pool = await asyncpg.create_pool(
             dsn, min_size=1, max_size=size, reset=_no_session_state_to_reset
         )
         assert pool is not None
-        return cls(pool)
+        return cls(pool, batch=batch)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -183,25 +293,75 @@ class Store:
         lease_secs: float,
     ) -> ClaimResult:
         """Take the right to send this delivery (see the module docstring)."""
+        request = _ClaimRequest(delivery_id, channel, notification_id, user_id)
+        lease = float(lease_secs)
+        if not self.batch:
+            return await self._claim_one(request, lease)
+        coalescer = self._claims.get(lease)
+        if coalescer is None:
+
+            async def batch(requests: list[_ClaimRequest]) -> list[ClaimResult]:
+                return await self._claim_batch(requests, lease)
+
+            async def one(request: _ClaimRequest) -> ClaimResult:
+                return await self._claim_one(request, lease)
+
+            coalescer = self._claims[lease] = Coalescer("claim", batch, one)
+        return await coalescer(request)
+
+    async def _claim_one(self, r: _ClaimRequest, lease_secs: float) -> ClaimResult:
         token = uuid.uuid4()
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
                 _CLAIM_SQL,
-                delivery_id,
-                channel,
-                notification_id,
-                user_id,
+                r.delivery_id,
+                r.channel,
+                r.notification_id,
+                r.user_id,
                 token,
-                float(lease_secs),
+                lease_secs,
             )
             if row is not None:
                 return Claimed(token, int(row["attempts"]), row["previous_status"] == "sending")
-            state = await conn.fetchrow(_CLAIM_STATE_SQL, delivery_id, float(lease_secs))
-        if state is None:  # deleted between the two statements (user removed)
-            return AlreadyDone("gone")
-        if state["status"] == "sending":
-            return Busy(max(0.5, float(state["left_secs"] or 0.0)))
-        return AlreadyDone(str(state["status"]))
+            state = await conn.fetchrow(_CLAIM_STATE_SQL, r.delivery_id, lease_secs)
+        return _not_claimed(state)
+
+    async def _claim_batch(
+        self, requests: list[_ClaimRequest], lease_secs: float
+    ) -> list[ClaimResult]:
+        ids = [r.delivery_id for r in requests]
+        if len(set(ids)) != len(ids):
+            raise _DuplicateInBatch
+        tokens = [uuid.uuid4() for _ in requests]
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                _CLAIM_BATCH_SQL,
+                ids,
+                [r.channel for r in requests],
+                [r.notification_id for r in requests],
+                [r.user_id for r in requests],
+                tokens,
+                lease_secs,
+            )
+            claimed = {row["delivery_id"]: row for row in rows}
+            missing = [i for i in ids if i not in claimed]
+            states = (
+                {
+                    row["delivery_id"]: row
+                    for row in await conn.fetch(_CLAIM_STATE_BATCH_SQL, missing, lease_secs)
+                }
+                if missing
+                else {}
+            )
+        results: list[ClaimResult] = []
+        for delivery_id, token in zip(ids, tokens, strict=True):
+            row = claimed.get(delivery_id)
+            if row is None:
+                results.append(_not_claimed(states.get(delivery_id)))
+            else:
+                retaken = row["previous_status"] == "sending"
+                results.append(Claimed(token, int(row["attempts"]), retaken))
+        return results
 
     async def finish(
         self,
@@ -218,22 +378,63 @@ class Store:
         error: str | None = None,
     ) -> bool:
         """Record the outcome; True if our claim still held (False: it was taken over)."""
-        row = await self.pool.fetchrow(
-            _FINISH_SQL,
+        request = _FinishRequest(
             delivery_id,
-            status,
-            provider,
-            provider_message_id,
-            error[:2000] if error else None,
-            claim.token,
+            claim,
             channel,
             notification_id,
             user_id,
-            claim.attempt,
-            *_attempt_arrays(attempts),
+            status,
+            attempts,
+            provider,
+            provider_message_id,
+            error[:2000] if error else None,
+        )
+        if not self.batch:
+            return await self._finish_one(request)
+        return await self._finishes(request)
+
+    async def _finish_one(self, r: _FinishRequest) -> bool:
+        row = await self.pool.fetchrow(
+            _FINISH_SQL,
+            r.delivery_id,
+            r.status,
+            r.provider,
+            r.provider_message_id,
+            r.error,
+            r.claim.token,
+            r.channel,
+            r.notification_id,
+            r.user_id,
+            r.claim.attempt,
+            *_attempt_arrays(r.attempts),
         )
         assert row is not None
         return bool(row["updated"])
+
+    async def _finish_batch(self, requests: list[_FinishRequest]) -> list[bool]:
+        if len({r.delivery_id for r in requests}) != len(requests):
+            raise _DuplicateInBatch
+        # The attempt rows of all requests, flattened, each with its delivery's columns.
+        owners = [r for r in requests for _ in r.attempts]
+        attempts = [a for r in requests for a in r.attempts]
+        rows = await self.pool.fetch(
+            _FINISH_BATCH_SQL,
+            [r.delivery_id for r in requests],
+            [r.status for r in requests],
+            [r.provider for r in requests],
+            [r.provider_message_id for r in requests],
+            [r.error for r in requests],
+            [r.claim.token for r in requests],
+            [r.delivery_id for r in owners],
+            [r.channel for r in owners],
+            [r.notification_id for r in owners],
+            [r.user_id for r in owners],
+            [r.claim.attempt for r in owners],
+            *_attempt_arrays(attempts),
+        )
+        updated = {row["delivery_id"] for row in rows}
+        return [r.delivery_id in updated for r in requests]
 
     async def log_attempts(
         self,
@@ -266,18 +467,49 @@ class Store:
         return {str(r["target"]) for r in rows}
 
     async def push_targets(self, user_id: uuid.UUID) -> list[PushTarget]:
+        """The user's push subscriptions now."""
+        if not self.batch:
+            return await self._push_targets(user_id)
+        return await self._targets(user_id)
+
+    async def _push_targets(self, user_id: uuid.UUID) -> list[PushTarget]:
         rows = await self.pool.fetch(
             "SELECT id, endpoint, p256dh, auth FROM push_subscriptions WHERE user_id = $1",
             user_id,
         )
         return [PushTarget(r["id"], r["endpoint"], r["p256dh"], r["auth"]) for r in rows]
 
+    async def _push_targets_batch(self, user_ids: list[uuid.UUID]) -> list[list[PushTarget]]:
+        by_user: dict[uuid.UUID, list[PushTarget]] = {u: [] for u in user_ids}
+        for r in await self.pool.fetch(_PUSH_TARGETS_BATCH_SQL, list(by_user)):
+            by_user[r["user_id"]].append(PushTarget(r["id"], r["endpoint"], r["p256dh"], r["auth"]))
+        # Each caller gets its own list (a user can have two deliveries in one batch).
+        return [list(by_user[u]) for u in user_ids]
+
     async def remove_push_subscription(self, subscription_id: uuid.UUID) -> None:
         await self.pool.execute("DELETE FROM push_subscriptions WHERE id = $1", subscription_id)
 
     async def push_succeeded(self, subscription_ids: list[uuid.UUID]) -> None:
-        if subscription_ids:
-            await self.pool.execute(
-                "UPDATE push_subscriptions SET last_success_at = now() WHERE id = ANY($1)",
-                subscription_ids,
-            )
+        """Note that these subscriptions took a push (``last_success_at``)."""
+        if not subscription_ids:
+            return
+        if not self.batch:
+            await self._push_succeeded(subscription_ids)
+        else:
+            await self._succeeded(subscription_ids)
+
+    async def _push_succeeded(self, subscription_ids: list[uuid.UUID]) -> None:
+        await self.pool.execute(_PUSH_SUCCEEDED_SQL, sorted(set(subscription_ids)))
+
+    async def _push_succeeded_batch(self, requests: list[list[uuid.UUID]]) -> list[None]:
+        await self._push_succeeded([i for ids in requests for i in ids])
+        return [None for _ in requests]
+
+
+def _not_claimed(state: asyncpg.Record | None) -> ClaimResult:
+    """What a claim that took no row means, from the row's state (None: no row)."""
+    if state is None:  # deleted between the two statements (user removed)
+        return AlreadyDone("gone")
+    if state["status"] == "sending":
+        return Busy(max(0.5, float(state["left_secs"] or 0.0)))
+    return AlreadyDone(str(state["status"]))

@@ -1,0 +1,139 @@
+"""The claim protocol on real PostgreSQL, batched (concurrent calls share a statement) and
+one statement per call: both must give every caller the same answers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+
+from avisos_common.messages import utcnow
+from avisos_dispatcher.store import AlreadyDone, AttemptRecord, Busy, Claimed, Store
+from avisos_testkit.infra import Backing
+
+LEASE_SECS = 60.0
+
+
+@pytest.fixture(params=[True, False], ids=["batched", "single"])
+async def store(request: pytest.FixtureRequest, backing: Backing) -> AsyncIterator[Store]:
+    s = await Store.open(backing.database_url, 4, batch=request.param)
+    yield s
+    await s.close()
+
+
+def _sent() -> AttemptRecord:
+    now = utcnow()
+    return AttemptRecord(provider="smtp:primary", status="sent", started_at=now, finished_at=now)
+
+
+async def _finish(store: Store, d: uuid.UUID, claim: Claimed, user: uuid.UUID) -> bool:
+    return await store.finish(
+        delivery_id=d,
+        claim=claim,
+        channel="email",
+        notification_id=None,
+        user_id=user,
+        status="sent",
+        attempts=[_sent()],
+        provider="smtp:primary",
+        provider_message_id=f"<{d}@x>",
+    )
+
+
+async def test_concurrent_claims_and_records(
+    store: Store, db: asyncpg.Pool, user: uuid.UUID
+) -> None:
+    ids = [uuid.uuid4() for _ in range(40)]
+    claims = await asyncio.gather(*(store.claim(d, "email", None, user, LEASE_SECS) for d in ids))
+    assert all(isinstance(c, Claimed) and c.attempt == 1 and not c.retaken for c in claims)
+    if store.batch:  # the calls did share statements
+        coalescer = store._claims[LEASE_SECS]
+        assert coalescer.batches < coalescer.requests
+    assert len({c.token for c in claims if isinstance(c, Claimed)}) == len(ids)
+    # A second claim of a live claim: busy for about the rest of the lease.
+    again = await asyncio.gather(*(store.claim(d, "email", None, user, LEASE_SECS) for d in ids))
+    assert all(isinstance(c, Busy) and 50 < c.retry_in_secs <= LEASE_SECS for c in again)
+    held = await asyncio.gather(
+        *(_finish(store, d, c, user) for d, c in zip(ids, claims, strict=True))  # type: ignore[arg-type]
+    )
+    assert held == [True] * len(ids)
+    rows = await db.fetch(
+        "SELECT d.status, d.claim_token, d.provider_message_id, count(a.id) AS logged"
+        " FROM deliveries d JOIN delivery_attempts a USING (delivery_id)"
+        " WHERE d.delivery_id = ANY($1) GROUP BY d.delivery_id",
+        ids,
+    )
+    assert len(rows) == len(ids)
+    assert all(r["status"] == "sent" and r["claim_token"] is None for r in rows)
+    assert all(r["logged"] == 1 and r["provider_message_id"] for r in rows)
+    # Finished: never claimed again.
+    done = await asyncio.gather(*(store.claim(d, "email", None, user, LEASE_SECS) for d in ids))
+    assert all(c == AlreadyDone("sent") for c in done)
+
+
+async def test_expired_claim_is_retaken_and_the_old_holder_loses(
+    store: Store, db: asyncpg.Pool, user: uuid.UUID
+) -> None:
+    ids = [uuid.uuid4() for _ in range(5)]
+    first = await asyncio.gather(*(store.claim(d, "email", None, user, LEASE_SECS) for d in ids))
+    await db.execute(
+        "UPDATE deliveries SET claimed_at = now() - interval '1 hour' WHERE delivery_id = ANY($1)",
+        ids,
+    )
+    second = await asyncio.gather(*(store.claim(d, "email", None, user, LEASE_SECS) for d in ids))
+    assert all(isinstance(c, Claimed) and c.retaken and c.attempt == 2 for c in second)
+    # The crashed holder comes back: its record no longer holds, but its attempt is logged.
+    lost = await asyncio.gather(
+        *(_finish(store, d, c, user) for d, c in zip(ids, first, strict=True))  # type: ignore[arg-type]
+    )
+    held = await asyncio.gather(
+        *(_finish(store, d, c, user) for d, c in zip(ids, second, strict=True))  # type: ignore[arg-type]
+    )
+    assert lost == [False] * 5 and held == [True] * 5
+    logged = await db.fetchval(
+        "SELECT count(*) FROM delivery_attempts WHERE delivery_id = ANY($1)", ids
+    )
+    assert logged == 10
+
+
+async def test_a_bad_request_fails_alone(store: Store, user: uuid.UUID) -> None:
+    """An unknown user (foreign key) and a delivery claimed twice in one batch: the other
+    requests of the batch are served as if they had been alone."""
+    good = [uuid.uuid4() for _ in range(6)]
+    twice = uuid.uuid4()
+    results = await asyncio.gather(
+        *(store.claim(d, "email", None, user, LEASE_SECS) for d in good),
+        store.claim(uuid.uuid4(), "email", None, uuid.uuid4(), LEASE_SECS),
+        store.claim(twice, "email", None, user, LEASE_SECS),
+        store.claim(twice, "email", None, user, LEASE_SECS),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, Claimed) for r in results[:6])
+    assert isinstance(results[6], asyncpg.ForeignKeyViolationError)
+    assert sorted(type(r).__name__ for r in results[7:]) == ["Busy", "Claimed"]
+
+
+async def test_push_targets_and_success(store: Store, db: asyncpg.Pool, user: uuid.UUID) -> None:
+    subs = [uuid.uuid4() for _ in range(3)]
+    for sid in subs:
+        await db.execute(
+            "INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth)"
+            " VALUES ($1, $2, $3, 'k', 'a')",
+            sid,
+            user,
+            f"http://push.test/{sid}",
+        )
+    nobody = uuid.uuid4()
+    a, b, none = await asyncio.gather(
+        store.push_targets(user), store.push_targets(user), store.push_targets(nobody)
+    )
+    assert sorted(t.id for t in a) == sorted(subs) and a == b and a is not b and none == []
+    await asyncio.gather(store.push_succeeded(subs[:2]), store.push_succeeded(subs[1:2]))
+    rows = await db.fetch(
+        "SELECT id, last_success_at FROM push_subscriptions WHERE id = ANY($1)", subs
+    )
+    touched = {r["id"] for r in rows if r["last_success_at"] is not None}
+    assert touched == set(subs[:2])
