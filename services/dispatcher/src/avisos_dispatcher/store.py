@@ -23,6 +23,7 @@ Each caller's statement has committed when its call returns.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -30,6 +31,8 @@ from typing import Any, Literal
 import asyncpg  # type: ignore[import-untyped]
 
 from avisos_dispatcher.batching import Coalescer
+
+log = logging.getLogger(__name__)
 
 Status = Literal["sent", "failed", "retrying"]
 AttemptStatus = Literal["queued", "sent", "delivered", "failed", "bounced"]
@@ -282,6 +285,16 @@ class Store:
         return cls(pool, batch=batch)
 
     async def close(self) -> None:
+        coalescers: list[Coalescer[Any, Any]] = [
+            *self._claims.values(),
+            self._finishes,
+            self._targets,
+            self._succeeded,
+        ]
+        log.info(
+            "store statements",
+            extra={c.name: f"{c.requests} requests in {c.batches} statements" for c in coalescers},
+        )
         await self.pool.close()
 
     async def claim(
