@@ -3,8 +3,8 @@ Redis (so N instances together stay under a provider's limit).
 
 * :class:`TokenBucket`: ``rate`` tokens per second, bursts up to ``burst``. A Lua script
   refills and takes atomically and returns how long to wait when empty. Tokens are taken in
-  small batches (``batch``) and spent locally, so a busy dispatcher does one Redis call per
-  batch instead of one per message.
+  small batches (``batch``, by default what the rate allows in 50 ms, 1 to 100) and spent
+  locally, so a busy dispatcher does one Redis call per batch instead of one per message.
 * :class:`RecipientCap`: at most ``limit`` SMS per phone number in any rolling hour. A
   sorted set per number holds the delivery ids sent in the last hour; adding is idempotent
   per delivery id, so a retried delivery is not counted twice.
@@ -51,6 +51,10 @@ return 1
 """
 
 SMS_CAP_WINDOW_SECS = 3600
+#: A bucket takes at once the tokens its rate gives in this time (bounds, 1 and 100): few
+#: Redis calls at high rates, and little held back from other instances at low ones.
+TOKEN_BATCH_WINDOW_SECS = 0.05
+MAX_TOKEN_BATCH = 100
 
 
 class RateLimited(Exception):
@@ -66,12 +70,14 @@ class TokenBucket:
         key: str,
         rate_per_sec: float,
         burst: float | None = None,
-        batch: int = 10,
+        batch: int | None = None,
     ) -> None:
         self.client = client
         self.key = key
         self.rate = rate_per_sec
         self.burst = burst if burst is not None else max(1.0, rate_per_sec)
+        if batch is None:
+            batch = min(MAX_TOKEN_BATCH, int(rate_per_sec * TOKEN_BATCH_WINDOW_SECS))
         self.batch = max(1, min(batch, int(self.burst)))
         self._local = 0
         self._lock = asyncio.Lock()
