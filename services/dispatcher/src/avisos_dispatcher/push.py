@@ -136,6 +136,8 @@ class PushHandler(ChannelHandler[PushDelivery]):
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.settings.push_timeout_secs),
                 connector=aiohttp.TCPConnector(limit=200, limit_per_host=100),
+                # Push services set no cookies we need; skip the jar's work per response.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
@@ -211,7 +213,9 @@ class PushHandler(ChannelHandler[PushDelivery]):
                 "Topic": topic,
             }
             async with self.session().post(target.endpoint, data=body, headers=headers) as resp:
-                text = (await resp.text())[:300]
+                # Read (so the connection is reused), decode only for an error message.
+                raw = await resp.read()
+                text = raw[:300].decode("utf-8", "replace") if resp.status >= 300 else ""
                 if resp.status in (200, 201, 202):
                     record.status = "sent"
                     record.provider_message_id = resp.headers.get("Location")
