@@ -99,7 +99,9 @@ class RelayPool:
                 if conn is None:
                     conn = await self._open()
                 try:
-                    reply = await _transaction(conn.client, msg, sender, recipients)
+                    reply = await _transaction(
+                        conn.client, msg, sender, recipients, self.timeout_secs
+                    )
                 except aiosmtplib.SMTPServerDisconnected:
                     if not reused:
                         raise
@@ -108,7 +110,9 @@ class RelayPool:
                     # twice; relays close idle connections before, not during, a session.)
                     await _close(conn)
                     conn = await self._open()
-                    reply = await _transaction(conn.client, msg, sender, recipients)
+                    reply = await _transaction(
+                        conn.client, msg, sender, recipients, self.timeout_secs
+                    )
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 # The session is mid-transaction after a refusal: do not reuse it.
                 await _close_quietly(conn)
@@ -172,27 +176,36 @@ def _envelope_address(address: str) -> bytes:
 
 
 async def _transaction(
-    client: aiosmtplib.SMTP, msg: bytes, sender: str, recipients: list[str]
+    client: aiosmtplib.SMTP, msg: bytes, sender: str, recipients: list[str], timeout_secs: float
 ) -> str:
     """MAIL, RCPT (each), DATA: ``SMTP.sendmail`` without its per-message work we do not
     need (parsing every address twice with the ``email`` package, EHLO and lock checks: the
-    pool gives each connection to one sender at a time and greets once per connection).
-    Raises the same aiosmtplib exceptions as ``sendmail``."""
+    pool gives each connection to one sender at a time and greets once per connection),
+    and with one timeout around the transaction instead of a timer per reply.
+    Raises the same aiosmtplib exceptions as ``sendmail``, or TimeoutError (the caller
+    drops the connection, as for any error)."""
     options = [f"SIZE={len(msg)}".encode()] if client.supports_extension("size") else []
-    response = await client.execute_command(b"MAIL", b"FROM:" + _quoted(sender), *options)
-    if response.code != aiosmtplib.SMTPStatus.completed:
-        raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
-    refused: list[aiosmtplib.SMTPRecipientRefused] = []
-    for rcpt in recipients:
-        response = await client.execute_command(b"RCPT", b"TO:" + _envelope_address(rcpt))
-        if response.code not in (
-            aiosmtplib.SMTPStatus.completed,
-            aiosmtplib.SMTPStatus.will_forward,
-        ):
-            refused.append(aiosmtplib.SMTPRecipientRefused(response.code, response.message, rcpt))
-    if len(refused) == len(recipients):
-        raise aiosmtplib.SMTPRecipientsRefused(refused)
-    return (await client.data(msg)).message
+    async with asyncio.timeout(timeout_secs):
+        response = await client.execute_command(
+            b"MAIL", b"FROM:" + _quoted(sender), *options, timeout=None
+        )
+        if response.code != aiosmtplib.SMTPStatus.completed:
+            raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
+        refused: list[aiosmtplib.SMTPRecipientRefused] = []
+        for rcpt in recipients:
+            response = await client.execute_command(
+                b"RCPT", b"TO:" + _envelope_address(rcpt), timeout=None
+            )
+            if response.code not in (
+                aiosmtplib.SMTPStatus.completed,
+                aiosmtplib.SMTPStatus.will_forward,
+            ):
+                refused.append(
+                    aiosmtplib.SMTPRecipientRefused(response.code, response.message, rcpt)
+                )
+        if len(refused) == len(recipients):
+            raise aiosmtplib.SMTPRecipientsRefused(refused)
+        return (await client.data(msg, timeout=None)).message
 
 
 async def _close_quietly(conn: _Conn | None) -> None:
