@@ -143,10 +143,51 @@ class Workers:
             last = max(last, last_rx)
         return lat, received, last
 
+    def processes(self) -> list[psutil.Process]:
+        return [psutil.Process(p.pid) for p in self.procs if p.pid is not None]
+
     async def close(self) -> None:
         await self.all("close")
         for p in self.procs:
             p.join(5)
+
+
+class CpuMeter:
+    """CPU used from construction to :meth:`read`: how busy the whole machine was, and
+    how many cores each named group of processes used (the rest is PostgreSQL, RabbitMQ,
+    Redis and whatever else runs on the machine, e.g. other people's tests)."""
+
+    def __init__(self, groups: dict[str, list[psutil.Process]]) -> None:
+        self.groups = groups
+        self.wall0 = time.monotonic()
+        self.machine0 = psutil.cpu_times()
+        self.cpu0 = {name: self._cpu(procs) for name, procs in groups.items()}
+
+    @staticmethod
+    def _cpu(procs: list[psutil.Process]) -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+    def read(self) -> dict[str, float]:
+        wall = time.monotonic() - self.wall0
+        m0, m1 = self.machine0, psutil.cpu_times()
+        total = sum(m1) - sum(m0)
+        idle = (m1.idle - m0.idle) + (m1.iowait - m0.iowait)
+        out = {"machine_busy": 1 - idle / total if total else float("nan"), "wall_secs": wall}
+        ours = 0.0
+        for name, procs in self.groups.items():
+            secs = self._cpu(procs) - self.cpu0[name]
+            out[f"{name}_cpu_secs"] = secs
+            out[f"{name}_cores"] = secs / wall
+            ours += secs / wall
+        out["rest_cores"] = out["machine_busy"] * (os.cpu_count() or 1) - ours
+        return out
+
+    def describe(self, used: dict[str, float]) -> str:
+        parts = [f"{name} {used[f'{name}_cores']:.2f}" for name in self.groups]
+        return (
+            f"machine CPU busy {used['machine_busy']:.0%} of {os.cpu_count()} cores; cores used:"
+            f" {', '.join(parts)}, rest (databases, broker, others) {used['rest_cores']:.2f}"
+        )
 
 
 async def wait_http(url: str, timeout: float = 30.0) -> None:
@@ -401,14 +442,17 @@ async def latency_phase(
     """Run ``produce`` (which sends notifications at ``per_sec`` and returns how many it
     sent and the seconds it took), wait for the clients to have them, and measure."""
     await workers.all("reset")
-    cpu0 = sum(gw_proc.cpu_times()[:2])
-    api_cpu0 = sum(api_proc.cpu_times()[:2]) if api_proc else 0.0
+    procs = {"gateway": [gw_proc], "bench": [psutil.Process()], "clients": workers.processes()}
+    if api_proc is not None:
+        procs["api"] = [api_proc]
+    meter = CpuMeter(procs)
     hist0 = await send_latency_buckets(port)
     sent, secs = await produce()
     lat, received, _ = await wait_received(workers, sent, 30)
     hist1 = await send_latency_buckets(port)
-    cpu = sum(gw_proc.cpu_times()[:2]) - cpu0
-    result = {
+    used = meter.read()
+    cpu = used["gateway_cpu_secs"]
+    result: dict[str, Any] = {
         "sent": sent,
         "received": received,
         "achieved_per_sec": sent / secs if secs else float("nan"),
@@ -422,16 +466,16 @@ async def latency_phase(
         "gateway_p50_le_ms": bucket_quantile(hist0, hist1, 0.5) * 1000,
         "gateway_p99_le_ms": bucket_quantile(hist0, hist1, 0.99) * 1000,
     }
+    result["cpu"] = used
     extra = ""
     if api_proc is not None:
-        api_cpu = sum(api_proc.cpu_times()[:2]) - api_cpu0
-        result["api_cpu_us_per_msg"] = api_cpu / max(1, sent) * 1e6
+        result["api_cpu_us_per_msg"] = used["api_cpu_secs"] / max(1, sent) * 1e6
         extra = f", API (relay) CPU {result['api_cpu_us_per_msg']:.0f} us/msg"
     print(
         f"  avisos {label} @ {per_sec}/s (achieved {result['achieved_per_sec']:.0f}/s): "
         f"{received}/{sent} received, p50 {result['p50_ms']:.1f} ms, p99 "
         f"{result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms, gateway CPU "
-        f"{result['gateway_cpu_us_per_msg']:.0f} us/msg{extra}",
+        f"{result['gateway_cpu_us_per_msg']:.0f} us/msg{extra}\n    {meter.describe(used)}",
         flush=True,
     )
     return result
@@ -565,21 +609,29 @@ async def bench_gateway(
         out.update(await commit_phases(backing, feed, workers, port, gw_proc, phase_secs))
         await workers.all("reset")
         bodies = feed.fanout_bodies()  # built before the clock starts
+        meter = CpuMeter({"gateway": [gw_proc], "clients": workers.processes()})
         t0 = time.time()
         for body in bodies:
             await feed.send(body)
         published = time.time() - t0
         _lat, received, last = await wait_received(workers, len(feed.users), 60)
+        used = meter.read()
         out["fanout"] = {
             "users": len(feed.users),
             "received": received,
             "secs": last - t0,
             "publish_secs": published,
             "messages": len(bodies),
+            # CPU until the controller saw the last copy (the gateway is idle after it).
+            "server_cpu_secs": used["gateway_cpu_secs"],
+            "clients_cpu_secs": used["clients_cpu_secs"],
+            "cpu": used,
         }
         print(
             f"  avisos fan-out to {len(feed.users)}: {received} received, last after "
-            f"{last - t0:.3f}s (publishing took {published:.3f}s)",
+            f"{last - t0:.3f}s (publishing took {published:.3f}s); gateway CPU "
+            f"{used['gateway_cpu_secs']:.2f}s, clients {used['clients_cpu_secs']:.2f}s\n"
+            f"    {meter.describe(used)}",
             flush=True,
         )
         out["gc_after_all"] = await gc_counts(port)
@@ -725,17 +777,25 @@ async def bench_baseline(
         )
         if fanout:
             await workers.all("reset")
+            meter = CpuMeter({"server": [psutil.Process(proc.pid)], "clients": workers.processes()})
             async with connect(f"ws://127.0.0.1:{port}/ws?user=control") as control:
                 await control.send("broadcast")
-                lat, received, last = await wait_received(workers, WARMUP + n, 60)
-            t0 = last - max(lat) if lat else 0.0
-            out["fanout"] = {"users": WARMUP + n, "received": received, "secs": max(lat)}
+                lat, received, _last = await wait_received(workers, WARMUP + n, 60)
+            used = meter.read()
+            out["fanout"] = {
+                "users": WARMUP + n,
+                "received": received,
+                "secs": max(lat),
+                "server_cpu_secs": used["server_cpu_secs"],
+                "clients_cpu_secs": used["clients_cpu_secs"],
+                "cpu": used,
+            }
             print(
                 f"  {kind} broadcast to {WARMUP + n}: {received} received, last after "
-                f"{max(lat):.3f}s",
+                f"{max(lat):.3f}s; server CPU {used['server_cpu_secs']:.2f}s, clients "
+                f"{used['clients_cpu_secs']:.2f}s\n    {meter.describe(used)}",
                 flush=True,
             )
-            del t0
     finally:
         await workers.close()
         stop_process(proc)
@@ -772,12 +832,16 @@ def table(results: dict[str, Any], n: int) -> str:
     if "max" in results:
         lines += max_table(results)
     if "bare" in results and results["bare"].get("fanout") and "fanout" in gw:
-        ratio = gw["fanout"]["secs"] / results["bare"]["fanout"]["secs"]
+        ours, bare = gw["fanout"], results["bare"]["fanout"]
+        ratio = ours["secs"] / bare["secs"]
         lines += [
             "",
-            f"Fan-out ratio Avisos / bare broadcast(): {ratio:.2f}x "
-            f"(Avisos includes publishing {gw['fanout']['messages']:,} bus messages: "
-            f"{gw['fanout']['publish_secs'] * 1000:.0f} ms)",
+            f"Fan-out ratio Avisos / bare broadcast(): {ratio:.2f}x, target 1.5x "
+            f"(Avisos includes publishing {ours['messages']:,} bus messages: "
+            f"{ours['publish_secs'] * 1000:.0f} ms). Server CPU for it: gateway "
+            f"{ours['server_cpu_secs']:.2f}s, bare {bare['server_cpu_secs']:.2f}s; "
+            f"the clients' CPU: {ours['clients_cpu_secs']:.2f}s / "
+            f"{bare['clients_cpu_secs']:.2f}s.",
         ]
     return "\n".join(lines)
 
@@ -787,8 +851,8 @@ def latency_table(gw: dict[str, Any], n: int) -> list[str]:
         "",
         "| Avisos latency -> client, over "
         f"{n:,} users | p50 | p99 | max | delivered | gateway-side p50 / p99"
-        " (histogram bucket) | gateway CPU/msg |",
-        "|---|---|---|---|---|---|---|",
+        " (histogram bucket) | gateway CPU/msg | machine CPU busy |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     rows = [("publish -> socket", "latency")]
     if "commit_latency_200" in gw:
@@ -801,7 +865,7 @@ def latency_table(gw: dict[str, Any], n: int) -> list[str]:
                 f"| {label}, {rate:,}/s | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms{target} | "
                 f"{r['max_ms']:.1f} ms | {r['received']:,}/{r['sent']:,} | "
                 f"≤ {r['gateway_p50_le_ms']:g} ms / ≤ {r['gateway_p99_le_ms']:g} ms | "
-                f"{r['gateway_cpu_us_per_msg']:.0f} µs |"
+                f"{r['gateway_cpu_us_per_msg']:.0f} µs | {r['cpu']['machine_busy']:.0%} |"
             )
     if "commit_latency_200" in gw:
         lines += [
