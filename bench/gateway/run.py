@@ -689,13 +689,15 @@ async def bench_max_connections(
         warm = await workers.connect("avisos", base, pairs[:WARMUP])
         rss0 = await settle_rss(proc.pid)
         started = time.monotonic()
+        meter = CpuMeter({"gateway": [gw], "clients": workers.processes()})
         ok = await workers.connect("avisos", base, pairs[WARMUP:target])
         connect_secs = time.monotonic() - started
+        connect_cpu = meter.read()
         rss1 = await settle_rss(proc.pid, 3.0)
         held = warm + ok
         print(
             f"  max connections: {held:,}/{target:,} connected in {connect_secs:.0f}s, "
-            f"RSS {rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MiB",
+            f"RSS {rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MiB\n    {meter.describe(connect_cpu)}",
             flush=True,
         )
         # Keep-alive: every open connection must answer MAX_PING_ROUNDS pings from now.
@@ -727,6 +729,7 @@ async def bench_max_connections(
             "connected": held,
             "failed": target - held,
             "connect_secs": connect_secs,
+            "connect_cpu": connect_cpu,
             "rss_before": rss0,
             "rss_after_connect": rss1,
             "rss_after_pings": rss2,
