@@ -13,7 +13,8 @@ dispatcher's CPU per message (and its system part), and the CPU per message of t
 process, where the SMTP sink and the push service run (in their own threads).
 
 ``BENCH_PROFILE=<dir>`` writes a CPU-time cProfile of each dispatcher run there
-(``cpu_profile.py``).
+(``cpu_profile.py``); ``BENCH_CONCURRENCY`` and ``BENCH_PREFETCH`` override the dispatcher's
+64 sends in flight and prefetch of 128; ``BENCH_LOG_LEVEL`` its log level (WARNING).
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def _dispatcher_env(b: Backing, extra: dict[str, str]) -> dict[str, str]:
     env.update(
         {
             "AVISOS_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-            "AVISOS_CONCURRENCY": "64",
-            "AVISOS_PREFETCH": "128",
+            "AVISOS_CONCURRENCY": os.environ.get("BENCH_CONCURRENCY", "64"),
+            "AVISOS_PREFETCH": os.environ.get("BENCH_PREFETCH", "128"),
             "AVISOS_SMTP_POOL_SIZE": "16",
             "AVISOS_RATE_EMAIL_PER_SEC": "100000",
             "AVISOS_RATE_PUSH_PER_SEC": "100000",

@@ -90,10 +90,8 @@ class DispatcherSettings(ServiceSettings):
     #: Lifetime of a VAPID JWT; push services refuse more than 24 h.
     vapid_token_ttl_secs: int = 12 * 3600
     push_timeout_secs: float = 10.0
-    #: Threads for payload encryption; 0 (default): on the event loop. ECDH + AES-GCM is
-    #: ~0.15 ms of CPU per push and holds the GIL for most of it, so threads add hand-off
-    #: cost without parallelism.
-    push_crypto_threads: int = 0
+    #: Threads for payload encryption (ECDH + AES-GCM is CPU work; keep the loop free).
+    push_crypto_threads: int = 4
 
     # --- rate limits (token buckets, per provider, shared through Redis) ---------------
     rate_email_per_sec: float = 1000.0
