@@ -41,11 +41,15 @@ def state_clock(extras: dict[str, Any]) -> Clock:
 async def lock_users(session: AsyncSession, ids: Iterable[uuid.UUID]) -> None:
     """Lock the users' rows (their seq counters) in id order, all at once. Later
     ``allocate_seqs`` calls in several batches then never wait on each other across
-    transactions in different orders, which could deadlock."""
+    transactions in different orders, which could deadlock.
+
+    ``FOR NO KEY UPDATE``, the lock the seq UPDATE itself takes: it does not conflict with
+    the KEY SHARE locks that inserting rows referencing users takes (a dispatcher writing
+    deliveries for several users in one statement), so those never join a deadlock."""
     wanted = sorted(set(ids))
     if wanted:
         await session.execute(
-            text("SELECT id FROM users WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
+            text("SELECT id FROM users WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE"),
             {"ids": wanted},
         )
 

@@ -116,14 +116,18 @@ async def allocate_seqs(
 ) -> dict[uuid.UUID, int]:
     """Take the next cursor value of each user. Rows are locked in id order, so two
     transactions touching overlapping users never deadlock; the counter is a row, not a
-    sequence, so a rolled-back transaction leaves no hole: per-user seqs are contiguous."""
+    sequence, so a rolled-back transaction leaves no hole: per-user seqs are contiguous.
+    ``FOR NO KEY UPDATE`` leaves foreign-key checks of rows referencing these users (KEY
+    SHARE) unblocked: see ``events.context.lock_users``."""
     if not user_ids:
         return {}
     rows = await session.execute(
         text(
             """
             UPDATE users SET notification_seq = notification_seq + 1
-            WHERE id IN (SELECT id FROM users WHERE id = ANY(:ids) ORDER BY id FOR UPDATE)
+            WHERE id IN (
+                SELECT id FROM users WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE
+            )
             RETURNING id, notification_seq
             """
         ),
