@@ -64,7 +64,8 @@ class SubscriptionKeys:
 
 
 class KeyCache:
-    """Decoded subscription keys by (p256dh, auth), least recently used dropped first."""
+    """Decoded subscription keys by (p256dh, auth), least recently used dropped first.
+    Not thread-safe: use it from one thread (the event loop) and hand the keys on."""
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self.max_entries = max_entries

@@ -30,8 +30,7 @@ import aiohttp
 
 from avisos_common.messages import Priority, PushDelivery, utcnow
 from avisos_dispatcher.base import ChannelHandler, SendResult
-from avisos_dispatcher.ece import KeyCache
-from avisos_dispatcher.ece import encrypt as ece_encrypt
+from avisos_dispatcher.ece import KeyCache, encrypt
 from avisos_dispatcher.errors import NotSent, PermanentError, TransientError, parse_retry_after
 from avisos_dispatcher.ratelimit import RateLimited, TokenBucket
 from avisos_dispatcher.settings import DispatcherSettings
@@ -93,14 +92,6 @@ def topic_for(msg: PushDelivery) -> str:
     return base64.urlsafe_b64encode(msg.delivery_id.bytes).rstrip(b"=").decode()
 
 
-_KEYS = KeyCache()
-
-
-def encrypt(target: PushTarget, data: bytes) -> bytes:
-    """The aes128gcm body for this subscription; ValueError if its keys are malformed."""
-    return ece_encrypt(_KEYS.get(target.p256dh, target.auth), data)
-
-
 class PushHandler(ChannelHandler[PushDelivery]):
     channel = "push"
     model = PushDelivery
@@ -130,6 +121,8 @@ class PushHandler(ChannelHandler[PushDelivery]):
             else None
         )
         self._session: aiohttp.ClientSession | None = None
+        # Used on the event loop only (it is not thread-safe); threads get decoded keys.
+        self._keys = KeyCache()
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -198,11 +191,12 @@ class PushHandler(ChannelHandler[PushDelivery]):
         try:
             if self.bucket is not None:
                 await self.bucket.acquire()
+            keys = self._keys.get(target.p256dh, target.auth)  # ValueError if malformed
             if self.pool is None:
-                body = encrypt(target, payload)
+                body = encrypt(keys, payload)
             else:
                 body = await asyncio.get_running_loop().run_in_executor(
-                    self.pool, encrypt, target, payload
+                    self.pool, encrypt, keys, payload
                 )
             headers = {
                 "Authorization": self.signer.authorization(target.endpoint),
