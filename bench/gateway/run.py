@@ -1,7 +1,9 @@
 """Benchmark of the Avisos WebSocket gateway against the usual alternatives.
 
-    uv run python bench/gateway/run.py            # 10,000 connections (a few minutes)
-    uv run python bench/gateway/run.py --quick    # 2,000 connections, short phases
+    uv run python bench/gateway/run.py            # 10,000 connections (5-6 min, more under load)
+    uv run python bench/gateway/run.py --quick    # 2,000 connections, short phases,
+                                                  # max-connections mode capped at 4,000
+    uv run python bench/gateway/run.py --only max # only the max-connections mode
 
 Measured in one run, on real PostgreSQL, Redis and RabbitMQ (a fresh database, vhost and
 Redis prefix, dropped at the end):
@@ -26,7 +28,9 @@ Redis prefix, dropped at the end):
   100,000 connections (``--only max``; ``--max-connections N`` to cap it).
 
 Client connections are spread over several worker processes; soft fd limits are raised
-to the hard limit. Results are printed as a table and written to bench/results/gateway.json.
+to the hard limit. Every latency and fan-out phase also records how busy the machine was
+and the cores each of our processes used (the machine is shared: read tails with that).
+Results are printed as a table and written to bench/results/gateway.json.
 """
 
 from __future__ import annotations
