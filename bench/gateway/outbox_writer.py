@@ -47,10 +47,14 @@ WRITER_CONNECTIONS = 4
 #: The API's NOTIFY channel (avisos_api.outbox.NOTIFY_CHANNEL).
 NOTIFY_CHANNEL = "avisos_outbox"
 
-# avisos_api.services.notifications.allocate_seqs, verbatim but for the parameter style.
+# avisos_api.services.notifications.allocate_seqs, verbatim but for the parameter style
+# (FOR NO KEY UPDATE since commit 8e5d444; the runs recorded before it used FOR UPDATE,
+# which makes no difference here: the writer's transactions never share a user).
 _ALLOCATE_SQL = """
 UPDATE users SET notification_seq = notification_seq + 1
-WHERE id IN (SELECT id FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)
+WHERE id IN (
+    SELECT id FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE
+)
 RETURNING id, notification_seq
 """
 # Columns as in migrations/versions/0001_foundation.py; read/archived/updated stay NULL.
