@@ -384,12 +384,23 @@ class SlowSmtpSink(SmtpSink):
             self._controller = _Controller(handler, hostname=self.host, port=self.port)
             self._controller.start()
 
+    def in_flight(self, sender: str) -> int:
+        """Messages from ``sender`` whose DATA arrived and are not accepted yet."""
+        handler = self._controller.handler if self._controller is not None else None
+        return handler.in_flight[sender] if isinstance(handler, _SlowHandler) else 0
+
 
 class _SlowHandler(_Handler):
     def __init__(self, sink: SmtpSink, delay_secs: float) -> None:
         super().__init__(sink)
         self.delay_secs = delay_secs
+        self.in_flight: Counter[str] = Counter()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        await asyncio.sleep(self.delay_secs)
-        return await super().handle_DATA(server, session, envelope)
+        sender = str(envelope.mail_from)
+        self.in_flight[sender] += 1
+        try:
+            await asyncio.sleep(self.delay_secs)
+            return await super().handle_DATA(server, session, envelope)
+        finally:
+            self.in_flight[sender] -= 1

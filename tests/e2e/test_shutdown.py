@@ -96,9 +96,16 @@ async def test_sigterm_mid_stream_loses_nothing_and_sends_nothing_twice() -> Non
             while sent_by("d0@e2e.avisos") < STOP_AFTER_SENT:
                 assert time.monotonic() < deadline, "the dispatcher never got going"
                 await asyncio.sleep(0.01)
+            # Signal while it is sending (not between two messages of a slow stream): then
+            # "it sent more after the signal" shows that it finished what it held.
+            while True:
+                at_signal = sent_by("d0@e2e.avisos")
+                if sink.in_flight("d0@e2e.avisos") > 0:
+                    break
+                assert time.monotonic() < deadline, "the dispatcher never had a send in flight"
+                await asyncio.sleep(0.002)
             expected = EVENTS * MANAGERS
             assert len(sink.messages) < expected, "the stream ended before the SIGTERM"
-            at_signal = sent_by("d0@e2e.avisos")
             started = time.monotonic()
             code = await asyncio.to_thread(stack.stop, victim.name, GRACE_SECS)
             took = time.monotonic() - started
