@@ -4,8 +4,10 @@
     python bench/gateway/servers.py socketio PORT  # python-socketio (ASGI on uvicorn)
     python bench/gateway/servers.py bare PORT      # bare websockets, broadcast() on demand
 
-Every server answers ``GET /healthz``. The bare server broadcasts ``{"t0": <time>}`` to
-every other connection when a connection sends the text ``broadcast``; the FastAPI server
+Every server answers ``GET /healthz``. The bare server broadcasts one notification frame
+(the gateway's JSON shape and size, plus a top-level ``t0``) to every other connection when
+a connection sends the text ``broadcast``, so both sides of the fan-out comparison move and
+parse the same bytes; the FastAPI server
 does the same with its usual loop of ``await ws.send_text``.
 Compression is off everywhere so that the comparison is about the design, not deflate.
 """
@@ -101,6 +103,40 @@ def run_socketio(port: int) -> None:
     )
 
 
+def notification_frame(t0: float) -> str:
+    """One notification as the gateway frames it (``{"v":1,"type":"notification",...}``)."""
+    return json.dumps(
+        {
+            "t0": t0,
+            "v": 1,
+            "type": "notification",
+            "cursor": 1,
+            "notification": {
+                "id": "0b5f2d0e-8a39-4d5c-9a4f-6f1b2c3d4e5f",
+                "seq": 1,
+                "type": "stock.low",
+                "category": "inventory",
+                "subject": "Recuento de inventario: Tienda 7 cierra a las 20:00",
+                "message": "Todo el personal: recuento general mañana a las 7:00.",
+                "priority": "high",
+                "data": {"t0": t0, "store": "T7"},
+                "action_url": None,
+                "source_event_id": None,
+                "created_at": "2026-11-28T12:00:00Z",
+                "updated_at": None,
+                "read_at": None,
+                "archived_at": None,
+            },
+            "unread": {
+                "total": 1,
+                "by_priority": {"low": 0, "normal": 0, "high": 1, "critical": 0},
+            },
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
 def run_bare(port: int) -> None:
     import uvloop
     from websockets.asyncio.server import ServerConnection, broadcast, serve
@@ -118,7 +154,7 @@ def run_bare(port: int) -> None:
         try:
             async for msg in ws:
                 if msg == "broadcast":
-                    broadcast([c for c in clients if c is not ws], json.dumps({"t0": time.time()}))
+                    broadcast([c for c in clients if c is not ws], notification_frame(time.time()))
         except ConnectionClosed:
             pass
         finally:
