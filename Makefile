@@ -44,7 +44,7 @@ run: install ## Start the whole stack locally (migrate, seed, every service); Ct
 
 test: install system-deps ## Install what the tests need; lint, then run every test
 	$(MAKE) --no-print-directory lint
-	$(UV) run --frozen pytest $(PYTEST_ARGS)
+	PATH="$(dir $(UV)):$$PATH" $(UV) run --frozen pytest $(PYTEST_ARGS)  # uv on PATH: tests replay the images' uv steps
 
 lint: install ## ruff and mypy --strict
 	$(UV) run --frozen ruff check .
