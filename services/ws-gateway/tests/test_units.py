@@ -101,11 +101,12 @@ def test_shared_frames_equal_the_single_recipient_frame() -> None:
         created_at=dt.datetime(2026, 11, 28, 9, 30, tzinfo=dt.UTC),
     )
     unread = UnreadCount(total=4, by_priority={"low": 0, "normal": 1, "high": 3, "critical": 0})
+    other = UnreadCount(total=1, by_priority={"low": 0, "normal": 0, "high": 1, "critical": 0})
     msg = NotificationsCreated(
         notification=content,
-        recipients=[
-            Recipient(user_id=uuid.uuid4(), notification_id=uuid.uuid4(), seq=s, unread=unread)
-            for s in (1, 41, 10**9)
+        recipients=[  # unread counts shared and not: each frame must carry its own
+            Recipient(user_id=uuid.uuid4(), notification_id=uuid.uuid4(), seq=s, unread=u)
+            for s, u in ((1, unread), (41, other), (7, unread), (10**9, other))
         ],
     )
     frames = protocol.SharedNotificationFrames(msg.notification)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from avisos_gateway.connection import GatewayConnection
 
@@ -63,6 +63,10 @@ class Hub:
         conns = self.by_user.get(user_id)
         if not conns:
             return 0
+        return self.deliver_to(conns, seq, frame)
+
+    def deliver_to(self, conns: Iterable[GatewayConnection], seq: int | None, frame: bytes) -> int:
+        """:meth:`deliver` to connections already looked up (one user's)."""
         written = 0
         for conn in tuple(conns):
             if self.deliver_one(conn, seq, frame):

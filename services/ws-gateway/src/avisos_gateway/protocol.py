@@ -106,8 +106,16 @@ class SharedNotificationFrames:
         encoded = content.model_dump_json().encode()
         # '{"type":...}' -> '"type":...}': the object's fields after ours, and its brace.
         self._tail = encoded[1:]
+        # Many recipients share an unread count (a role's staff mostly do): encode each
+        # distinct one once.
+        self._unread: dict[tuple[int, tuple[tuple[str, int], ...]], bytes] = {}
 
     def frame(self, recipient: Recipient) -> bytes:
+        unread = recipient.unread
+        key = (unread.total, tuple(unread.by_priority.items()))
+        unread_json = self._unread.get(key)
+        if unread_json is None:
+            unread_json = self._unread[key] = unread.model_dump_json().encode()
         seq = str(recipient.seq).encode()
         return b"".join(
             (
@@ -120,7 +128,7 @@ class SharedNotificationFrames:
                 b",",
                 self._tail,
                 b',"unread":',
-                recipient.unread.model_dump_json().encode(),
+                unread_json,
                 b"}",
             )
         )

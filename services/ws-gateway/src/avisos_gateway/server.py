@@ -622,11 +622,12 @@ class Gateway:
         before = self.hub.pushed
         recipients = connections = 0
         for r in msg.recipients:
-            if r.user_id not in held:
+            conns = held.get(r.user_id)
+            if not conns:
                 continue
             if frames is None:
                 frames = protocol.SharedNotificationFrames(msg.notification)
-            connections += self.hub.deliver(r.user_id, r.seq, frames.frame(r))
+            connections += self.hub.deliver_to(conns, r.seq, frames.frame(r))
             recipients += 1
         if not recipients:
             return
