@@ -13,7 +13,7 @@ dispatcher's CPU per message (and its system part), and the CPU per message of t
 process, where the SMTP sink and the push service run (in their own threads).
 
 ``BENCH_PROFILE=<dir>`` writes a CPU-time cProfile of each dispatcher run there
-(``cpu_profile.py``); ``BENCH_CONCURRENCY`` and ``BENCH_PREFETCH`` override the dispatcher's
+(``bench/cpu_profile.py``); ``BENCH_CONCURRENCY`` and ``BENCH_PREFETCH`` override the dispatcher's
 64 sends in flight and prefetch of 128; ``BENCH_LOG_LEVEL`` its log level (WARNING).
 """
 
@@ -117,7 +117,11 @@ async def _measure(
     # BENCH_PROFILE=dir: write a CPU-time cProfile of the dispatcher there.
     pdir = os.environ.get("BENCH_PROFILE")
     cmd = (
-        [str(Path(__file__).with_name("cpu_profile.py")), f"{pdir}/prof-{name}.out"]
+        [
+            str(Path(__file__).parents[1] / "cpu_profile.py"),
+            "avisos_dispatcher",
+            f"{pdir}/prof-{name}.out",
+        ]
         if pdir
         else ["-m", "avisos_dispatcher"]
     )

@@ -275,8 +275,11 @@ def start_gateway(
         }
     )
     if os.environ.get("BENCH_GATEWAY_PROFILE"):  # a path: write a CPU-time profile there
-        script = str(Path(__file__).parent / "profile_gateway.py")
-        return subprocess.Popen([sys.executable, script], env=env)
+        script = str(Path(__file__).parents[1] / "cpu_profile.py")
+        return subprocess.Popen(
+            [sys.executable, script, "avisos_gateway", os.environ["BENCH_GATEWAY_PROFILE"]],
+            env=env,
+        )
     return subprocess.Popen([sys.executable, "-m", "avisos_gateway"], env=env)
 
 
