@@ -34,6 +34,10 @@ from avisos_dispatcher.batching import Coalescer
 
 log = logging.getLogger(__name__)
 
+#: Outcome statements running at once (see Store.__init__): enough that an outcome is
+#: written in the event-loop iteration its send finished in, at any concurrency we run.
+FINISH_IN_FLIGHT = 64
+
 Status = Literal["sent", "failed", "retrying"]
 AttemptStatus = Literal["queued", "sent", "delivered", "failed", "bounced"]
 
@@ -270,7 +274,13 @@ class Store:
         self.pool = pool
         self.batch = batch
         self._claims: dict[float, Coalescer[_ClaimRequest, ClaimResult]] = {}
-        self._finishes = Coalescer("finish", self._finish_batch, self._finish_one)
+        # Outcomes do not queue behind a statement in flight: between the provider's
+        # acceptance and this commit a crash sends again, so that wait is the duplicate
+        # window (one in flight at a time measured 4-14 duplicates per SIGKILL mid-batch of
+        # 200, against 0-3 with each outcome written at once).
+        self._finishes = Coalescer(
+            "finish", self._finish_batch, self._finish_one, max_in_flight=FINISH_IN_FLIGHT
+        )
         self._targets = Coalescer("push_targets", self._push_targets_batch, self._push_targets)
         self._succeeded = Coalescer(
             "push_succeeded", self._push_succeeded_batch, self._push_succeeded
