@@ -26,6 +26,9 @@ CONNECT_CONCURRENCY = 64
 @dataclass
 class Stats:
     latencies: list[float] = field(default_factory=list)
+    #: (t0 stamped by the producer, arrival time) of each notification, for the phases
+    #: that time from an event the producer only knows afterwards (a commit).
+    arrivals: list[tuple[float, float]] = field(default_factory=list)
     received: int = 0
     last_rx: float = 0.0
     connected: int = 0
@@ -107,7 +110,9 @@ async def _hold(
             if kind == "avisos":
                 if isinstance(msg, str) and msg.startswith('{"v":1,"type":"notification"'):
                     frame = json.loads(msg)
-                    stats.latencies.append(now - frame["notification"]["data"]["t0"])
+                    t0 = frame["notification"]["data"]["t0"]
+                    stats.latencies.append(now - t0)
+                    stats.arrivals.append((t0, now))
                     stats.received += 1
                     stats.last_rx = now
                 elif msg == '{"v":1,"type":"ping"}':
@@ -158,11 +163,14 @@ async def _main(pipe: Connection) -> None:
             )
         elif op == "reset":
             stats.latencies, stats.received, stats.last_rx = [], 0, 0.0
+            stats.arrivals = []
             # The clients are the instrument: keep their garbage collector from scanning
             # 5,000 connections' objects in the middle of a measurement (for every server).
             gc.collect()
             gc.freeze()
             pipe.send(("ok",))
+        elif op == "arrivals":
+            pipe.send(("arrivals", stats.arrivals))
         elif op == "stats":
             pipe.send(("stats", stats.latencies, stats.received, stats.last_rx))
         elif op == "alive":

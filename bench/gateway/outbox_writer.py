@@ -125,6 +125,8 @@ class CommitFeed:
         self.tx_secs: list[float] = []
         #: Stamp -> commit returned: the part of the measured latency spent before commit.
         self.stamp_to_commit_secs: list[float] = []
+        #: t0 stamped in a tick's notifications -> when its commit returned (time.time()).
+        self.committed_at: dict[float, float] = {}
 
     async def sync_seqs(self) -> None:
         """Make ``users.notification_seq`` what the caller's cursors say (after seqs were
@@ -199,8 +201,10 @@ class CommitFeed:
             await conn.execute(_INSERT_OUTBOX_SQL, message_ids, bodies, EXCHANGE_REALTIME)
             await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
         done = time.perf_counter()
+        committed = time.time()
+        self.committed_at[t0] = committed
         self.tx_secs.append(done - started)
-        self.stamp_to_commit_secs.append(time.time() - t0)
+        self.stamp_to_commit_secs.append(committed - t0)
 
     async def rate(self, per_sec: int, secs: float) -> tuple[int, float]:
         """Commit ``per_sec`` notifications a second for ``secs``; return how many were
