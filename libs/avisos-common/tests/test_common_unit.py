@@ -137,6 +137,7 @@ def test_one_notification_to_many_recipients() -> None:
     payload = msg.payload_for(r)
     assert (payload.id, payload.seq, payload.recipient_id) == (r.notification_id, 3, r.user_id)
     assert payload.subject == "s" and payload.created_at == content.created_at
+    assert payload.content() == content  # the shared part back, whoever it was for
     with pytest.raises(ValidationError):  # nobody to tell
         NotificationsCreated(notification=content, recipients=[])
     with pytest.raises(ValidationError):  # the API splits bigger audiences into chunks

@@ -30,7 +30,6 @@ from avisos_common.amqp import Publisher
 from avisos_common.amqp import connect as amqp_connect
 from avisos_common.messages import (
     PRIORITIES,
-    NotificationContent,
     NotificationCreated,
     NotificationPayload,
     NotificationsCreated,
@@ -229,11 +228,8 @@ class World:
         """Commit one notification per user and announce them as one NotificationsCreated,
         as the API does for a notification to several people."""
         payloads = [await self.add_notification(u, subject=subject) for u in user_ids]
-        first = payloads[0]
         message = NotificationsCreated(
-            notification=NotificationContent.model_validate(
-                first.model_dump(exclude={"id", "seq", "recipient_id"})
-            ),
+            notification=payloads[0].content(),
             recipients=[
                 Recipient(
                     user_id=p.recipient_id,

@@ -84,6 +84,12 @@ class NotificationPayload(NotificationContent):
     seq: int = Field(description="Per-recipient cursor: increases with every change pushed")
     recipient_id: uuid.UUID
 
+    def content(self) -> NotificationContent:
+        """What every recipient of this notification shares (for NotificationsCreated)."""
+        return NotificationContent.model_validate(
+            self.model_dump(exclude={"id", "seq", "recipient_id"})
+        )
+
 
 # --- avisos.realtime -------------------------------------------------------------------
 

@@ -23,7 +23,6 @@ from avisos_api.models import Location, Notification, User, UserLocation
 from avisos_api.services import unread
 from avisos_common.messages import (
     FANOUT_CHUNK_RECIPIENTS,
-    NotificationContent,
     NotificationCreated,
     NotificationPayload,
     NotificationsCreated,
@@ -185,9 +184,7 @@ def announce_created(
             ),
         )
         return
-    content = NotificationContent.model_validate(
-        to_payload(rows[0]).model_dump(exclude={"id", "seq", "recipient_id"})
-    )
+    content = to_payload(rows[0]).content()
     for start in range(0, len(rows), FANOUT_CHUNK_RECIPIENTS):
         chunk = rows[start : start + FANOUT_CHUNK_RECIPIENTS]
         outbox.add_realtime(
