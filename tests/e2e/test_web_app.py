@@ -224,6 +224,23 @@ async def login(page: Page, email: str, password: str = PASSWORD) -> None:
     await expect(page.locator("#conn-state[data-state=open]")).to_be_attached()
 
 
+async def publish_stock_out(web: WebStack, sku: str, product_name: str) -> None:
+    """An inventory system reports ``sku`` out of stock at LOCATION, over the events API."""
+    async with httpx.AsyncClient(base_url=web.api.url) as erp:
+        r = await erp.post(
+            "/v1/events",
+            headers={"Authorization": f"Bearer {web.publisher_key}"},
+            json={
+                "id": f"evt-{uuid.uuid4().hex[:8]}",
+                "source": "erp-web",
+                "type": "stock.out",
+                "time": dt.datetime.now(dt.UTC).isoformat(),
+                "data": {"sku": sku, "product_name": product_name, "location_code": LOCATION},
+            },
+        )
+        assert r.status_code == 201, r.text
+
+
 def bell(page: Page) -> Any:
     return page.locator("avisos-bell")
 
@@ -352,23 +369,7 @@ async def test_login_live_bell_toast_and_second_tab(
         await expect(bell(page)).to_have_attribute("data-count", "0")
 
         # An inventory system publishes an event over the API: the bell and a toast react.
-        async with httpx.AsyncClient(base_url=web_stack.api.url) as erp:
-            r = await erp.post(
-                "/v1/events",
-                headers={"Authorization": f"Bearer {web_stack.publisher_key}"},
-                json={
-                    "id": f"evt-{uuid.uuid4().hex[:8]}",
-                    "source": "erp-web",
-                    "type": "stock.out",
-                    "time": dt.datetime.now(dt.UTC).isoformat(),
-                    "data": {
-                        "sku": "LECHE-1L",
-                        "product_name": "Leche entera 1L",
-                        "location_code": LOCATION,
-                    },
-                },
-            )
-            assert r.status_code == 201, r.text
+        await publish_stock_out(web_stack, "LECHE-1L", "Leche entera 1L")
         await expect(bell(page)).to_have_attribute("data-count", "1")
         toast = page.locator("avisos-toasts .toast").first
         await expect(toast).to_be_visible()
@@ -679,23 +680,7 @@ async def test_service_worker_manifest_and_push_from_the_dispatcher(
             },
         )
         try:
-            async with httpx.AsyncClient(base_url=web_stack.api.url) as erp:
-                r = await erp.post(
-                    "/v1/events",
-                    headers={"Authorization": f"Bearer {web_stack.publisher_key}"},
-                    json={
-                        "id": f"evt-{uuid.uuid4().hex[:8]}",
-                        "source": "erp-web",
-                        "type": "stock.out",
-                        "time": dt.datetime.now(dt.UTC).isoformat(),
-                        "data": {
-                            "sku": "CAFE-250",
-                            "product_name": "Café molido 250g",
-                            "location_code": LOCATION,
-                        },
-                    },
-                )
-                assert r.status_code == 201, r.text
+            await publish_stock_out(web_stack, "CAFE-250", "Café molido 250g")
             try:
                 received = await pushes.await_count(1, timeout_secs=30)
             except TimeoutError:
