@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -585,14 +586,42 @@ async def test_admin_creates_a_user_who_logs_in_then_deactivates_them(
 # --- the PWA: offline, service worker, push ---------------------------------------------
 
 
+SW_CONTROL_TIMEOUT_SECS = 30.0
+"""A first visit installs the worker, which fetches and caches the whole shell before it
+activates: seconds on a loaded two-core CI machine."""
+
+SW_STATE = """async () => {
+  const reg = await navigator.serviceWorker.getRegistration();
+  const state = (w) => (w ? w.state : null);
+  return {controlled: navigator.serviceWorker.controller !== null,
+          registered: !!reg, installing: state(reg && reg.installing),
+          waiting: state(reg && reg.waiting), active: state(reg && reg.active)};
+}"""
+
+
 async def wait_controlled(page: Page) -> None:
-    """Until the service worker controls the page. (Polled from here: Playwright's
-    wait_for_function evaluates strings with eval, which the page's CSP rightly forbids.)"""
-    for _ in range(100):
-        if await page.evaluate("() => navigator.serviceWorker.controller !== null"):
+    """Until the service worker controls the page, as it does on every visit after the first.
+
+    On the first visit the worker claims the page when it activates, but a page whose
+    document was still loading at that moment is not claimed (the spec skips clients that
+    are not execution-ready) and is controlled from its next load: so once the worker is
+    active, an uncontrolled page is reloaded, as the user's next visit would.
+    (Polled from here: Playwright's wait_for_function evaluates strings with eval, which
+    the page's CSP rightly forbids.)"""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    state: dict[str, Any] = {}
+    reloaded = False
+    while loop.time() - started < SW_CONTROL_TIMEOUT_SECS:
+        state = await page.evaluate(SW_STATE)
+        if state["controlled"]:
             return
+        if state["active"] == "activated" and not reloaded:
+            reloaded = True
+            await page.reload()
+            continue
         await asyncio.sleep(0.1)
-    raise AssertionError("the service worker never took control of the page")
+    raise AssertionError(f"the service worker never took control of the page: {state}")
 
 
 async def test_offline_cached_notifications_and_queued_mark_read(
@@ -638,6 +667,43 @@ async def test_offline_cached_notifications_and_queued_mark_read(
         finally:
             await user_api.close()
         await expect(bell(page)).to_have_attribute("data-count", "1")
+    finally:
+        await ctx.close()
+
+
+async def test_shell_install_survives_a_dropped_request_and_a_503(
+    web_stack: WebStack, admin: Api, browser: Browser
+) -> None:
+    """A store's Wi-Fi loses requests: the worker fetches a failed shell file again instead
+    of failing its install, and the app then starts offline."""
+    user = await new_user(admin, "staff")
+    ctx = await new_context(browser, web_stack)
+    faults = {"/static/js/i18n.js": ["abort"], "/static/css/app.css": ["503"]}
+    served: list[str] = []
+
+    async def flaky(route: Any) -> None:
+        path = urllib.parse.urlsplit(route.request.url).path
+        pending = faults.get(path)
+        if pending and route.request.service_worker is not None:
+            fault = pending.pop(0)
+            served.append(f"{fault} {path}")
+            if fault == "abort":
+                await route.abort("connectionreset")
+            else:
+                await route.fulfill(status=503, body="busy")
+            return
+        await route.continue_()
+
+    try:
+        await ctx.route("**/static/**", flaky)
+        page = await ctx.new_page()
+        await login(page, user["email"])
+        await wait_controlled(page)
+        assert sorted(served) == ["503 /static/css/app.css", "abort /static/js/i18n.js"]
+        await ctx.unroute("**/static/**")
+        await ctx.set_offline(True)
+        await page.reload()
+        await expect(page.locator("#offline-banner")).to_be_visible()
     finally:
         await ctx.close()
 

@@ -39,12 +39,39 @@ const SHELL = [
 ];
 const NAV_TIMEOUT_MS = 4000;
 
+const SHELL_FETCH_ATTEMPTS = 3;
+const SHELL_RETRY_DELAY_MS = 500;
+
+// One shell file, fresh from the network. A store's Wi-Fi drops requests: a failed fetch or
+// a 5xx is tried again, because one lost file would fail the whole install (and the app
+// would not start offline until the next visit installs it again).
+async function fetchShellFile(url) {
+  for (let attempt = 1; ; attempt++) {
+    let problem;
+    try {
+      const response = await fetch(new Request(url, { cache: "reload" }));
+      if (response.ok) return response;
+      problem = new Error(`${url}: HTTP ${response.status}`);
+      if (response.status < 500) throw problem; // not a passing fault
+    } catch (err) {
+      if (err === problem) throw err;
+      problem = err; // the network failed
+    }
+    if (attempt >= SHELL_FETCH_ATTEMPTS) throw problem;
+    await new Promise((resolve) => setTimeout(resolve, SHELL_RETRY_DELAY_MS * attempt));
+  }
+}
+
+// Every file is fetched before any is stored: the new cache is complete or not written.
+async function installShell() {
+  const responses = await Promise.all(SHELL.map(fetchShellFile));
+  const cache = await caches.open(VERSION);
+  await Promise.all(responses.map((response, i) => cache.put(SHELL[i], response)));
+  await self.skipWaiting();
+}
+
 self.addEventListener("install", (event) => {
-  event.waitUntil(
-    caches.open(VERSION)
-      .then((cache) => cache.addAll(SHELL.map((u) => new Request(u, { cache: "reload" }))))
-      .then(() => self.skipWaiting()),
-  );
+  event.waitUntil(installShell());
 });
 
 self.addEventListener("activate", (event) => {

@@ -92,8 +92,12 @@ export async function openPreferences() {
   const deviceNote = h("small", { class: "hint" });
   if (!pushSupported()) deviceNote.textContent = t("prefs.device_unsupported");
   else if (Notification.permission === "denied") deviceNote.textContent = t("prefs.device_denied");
-  currentSubscription().then((s) => { device.checked = Boolean(s); }).catch(() => {});
+  // The browser's answer can come after the user has already ticked the box (it waits for
+  // the service worker to be active): it must not undo what the user just did.
+  let touched = false;
+  currentSubscription().then((s) => { if (!touched) device.checked = Boolean(s); }).catch(() => {});
   device.addEventListener("change", async () => {
+    touched = true;
     device.disabled = true;
     try {
       if (device.checked) await subscribePush();
