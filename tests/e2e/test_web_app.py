@@ -15,10 +15,10 @@ import subprocess
 import sys
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -33,6 +33,7 @@ from avisos_testkit.stack import Running, Stack
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-output" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
+T = TypeVar("T")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -45,7 +46,9 @@ PASSWORD = "e2e-web-password-1"
 LOCATION = "WEB-01"
 #: The API announces this public key to browsers (GET /v1/push/vapid-public-key).
 VAPID_PRIVATE, VAPID_PUBLIC = vapid_keypair()
-UI_TIMEOUT_MS = 10_000
+UI_TIMEOUT_MS = 20_000
+"""What the screen may take to follow: a first visit also installs the service worker, and
+CI machines are busier than a desk."""
 
 
 @dataclass
@@ -197,6 +200,28 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 CONSOLE: list[str] = []
+
+
+POLL_TIMEOUT_SECS = 30.0
+"""How long a state reached through the services (an outbox, a queue, a worker) may take to
+show: generous, because CI machines are slower and busier than a desk."""
+POLL_INTERVAL_SECS = 0.1
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    timeout_secs: float = POLL_TIMEOUT_SECS,
+) -> T:
+    """Call ``probe`` until ``done`` holds for its answer or the time is up, and return the
+    last answer: the caller asserts on it, so a timeout fails with the state it saw."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_secs
+    while True:
+        value = await probe()
+        if done(value) or loop.time() >= deadline:
+            return value
+        await asyncio.sleep(POLL_INTERVAL_SECS)
 
 
 async def new_context(browser: Browser, web: WebStack, **kw: Any) -> BrowserContext:
@@ -656,11 +681,10 @@ async def test_offline_cached_notifications_and_queued_mark_read(
 
             await ctx.set_offline(False)
             await expect(page.locator("#offline-banner")).to_be_hidden()
-            for _ in range(50):
-                n = await user_api.call("GET", f"/v1/notifications/{first}")
-                if n["read_at"]:
-                    break
-                await asyncio.sleep(0.2)
+            n = await eventually(
+                lambda: user_api.call("GET", f"/v1/notifications/{first}"),
+                lambda n: n["read_at"] is not None,
+            )
             assert n["read_at"] is not None
             count = await user_api.call("GET", "/v1/notifications/unread-count")
             assert count["total"] == 1
@@ -752,14 +776,13 @@ async def test_service_worker_manifest_and_push_from_the_dispatcher(
             except TimeoutError:
                 raise AssertionError(f"no push sent:\n{dispatcher.log()[-3000:]}") from None
             # The attempt reaches the delivery log (the admin screen test shows it).
-            for _ in range(100):
-                log = await admin.call(
+            log = await eventually(
+                lambda: admin.call(
                     "GET", "/v1/admin/deliveries", params={"channel": "push", "user_id": user["id"]}
-                )
-                if any(a["status"] == "sent" for a in log["items"]):
-                    break
-                await asyncio.sleep(0.2)
-            else:
+                ),
+                lambda log: any(a["status"] == "sent" for a in log["items"]),
+            )
+            if not any(a["status"] == "sent" for a in log["items"]):
                 raise AssertionError(f"no push attempt logged:\n{dispatcher.log()[-3000:]}")
         finally:
             stack.stop("dispatcher-web")
@@ -786,18 +809,14 @@ async def test_service_worker_manifest_and_push_from_the_dispatcher(
         regs: list[dict[str, Any]] = []
         cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: regs.extend(e["registrations"]))
         await cdp.send("ServiceWorker.enable")
-        for _ in range(50):
-            if regs:
-                break
-            await asyncio.sleep(0.1)
+        await eventually(lambda: asyncio.sleep(0, regs), bool)
         reg_id = next(r["registrationId"] for r in regs if not r.get("isDeleted"))
         await cdp.send(
             "ServiceWorker.deliverPushMessage",
             {"origin": web_stack.url, "registrationId": reg_id, "data": json.dumps(payload)},
         )
-        shown = None
-        for _ in range(50):
-            shown = await page.evaluate(
+        shown = await eventually(
+            lambda: page.evaluate(
                 """async (tag) => {
                   const reg = await navigator.serviceWorker.ready;
                   const list = await reg.getNotifications({tag});
@@ -805,10 +824,9 @@ async def test_service_worker_manifest_and_push_from_the_dispatcher(
                                         url: list[0].data.url} : null;
                 }""",
                 payload["tag"],
-            )
-            if shown:
-                break
-            await asyncio.sleep(0.1)
+            ),
+            lambda shown: shown is not None,
+        )
         assert shown is not None, "the service worker showed no notification"
         assert shown["title"] == payload["title"] and shown["body"] == payload["body"]
         nid = payload["notification_id"]
@@ -1032,20 +1050,12 @@ async def test_notify_me_on_this_device_subscribes_and_unsubscribes(
             assert r.status == 200, await r.text()
             return [s["endpoint"] for s in await r.json()]
 
-        for _ in range(50):
-            if await endpoints() == [endpoint]:
-                break
-            await asyncio.sleep(0.1)
-        assert await endpoints() == [endpoint]
+        assert await eventually(endpoints, lambda found: found == [endpoint]) == [endpoint]
         # The browser was subscribed with the API's VAPID public key.
         key = bytes(await page.evaluate("() => window.__pushKey"))
         assert b64(key) == VAPID_PUBLIC
         await expect(device).to_be_enabled()
         await device.uncheck()
-        for _ in range(50):
-            if await endpoints() == []:
-                break
-            await asyncio.sleep(0.1)
-        assert await endpoints() == []
+        assert await eventually(endpoints, lambda found: found == []) == []
     finally:
         await ctx.close()
