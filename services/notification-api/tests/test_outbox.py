@@ -134,3 +134,60 @@ async def test_messages_written_while_rabbitmq_is_down_are_published_when_it_is_
             await task
         await relay.close()
         await proxy.stop()
+
+
+async def test_a_relay_stopped_mid_pass_hands_its_rows_back_at_once(
+    own: Backing, sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await _write(sessions, 4)
+    stuck = OutboxRelay(own.database_url, own.amqp_url, poll_secs=0.1)
+    publishing = asyncio.Event()
+
+    async def never_confirmed(*_: object) -> None:  # a broker that stopped answering
+        publishing.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(stuck, "_publish", never_confirmed)
+    task = asyncio.create_task(stuck.run())
+    await asyncio.wait_for(publishing.wait(), 10)
+    task.cancel()  # SIGTERM
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await stuck.close()
+    # Its transaction ended with it: another relay takes the rows at once.
+    relay = OutboxRelay(own.database_url, own.amqp_url)
+    try:
+        async with BusTap(own.amqp_url, EXCHANGE_REPORTS, ROUTING_KEY_REPORTS) as tap:
+            assert await _drain(relay, own.database_url) == 4
+            await tap.wait_for(4)
+    finally:
+        await relay.close()
+    assert [m.message_id for m in tap.messages] == ids
+
+
+async def test_a_relay_stopped_at_any_moment_leaves_nothing_behind(
+    own: Backing, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Stopped wherever it is (claiming, publishing, waiting for confirms, between passes),
+    a relay stops, and what it had not marked published is published by the next one."""
+    ids: list[str] = []
+    async with BusTap(own.amqp_url, EXCHANGE_REPORTS, ROUTING_KEY_REPORTS) as tap:
+        for delay_secs in (0.0, 0.002, 0.01, 0.05, 0.3):
+            relay = OutboxRelay(own.database_url, own.amqp_url, poll_secs=0.1)
+            task = asyncio.create_task(relay.run())
+            await asyncio.sleep(0.2)  # listening
+            ids += await _write(sessions, 20)
+            await asyncio.sleep(delay_secs)
+            task.cancel()
+            # It does stop (its wait for a wake-up once swallowed the cancellation at
+            # times, and the relay ran on). asyncio.wait, unlike wait_for, does not wait
+            # for a task that refuses to end.
+            done, _ = await asyncio.wait({task}, timeout=10)
+            assert done, f"a relay cancelled after {delay_secs}s did not stop"
+            await relay.close()
+        relay = OutboxRelay(own.database_url, own.amqp_url)
+        await _drain(relay, own.database_url)
+        await relay.close()
+        await tap.wait_for(len(ids))
+    assert await _pending(sessions) == 0
+    assert set(m.message_id for m in tap.messages) == set(ids)  # at least once each

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
@@ -112,8 +113,6 @@ class OutboxRelay:
     async def _publish(self, publisher: Publisher, row: asyncpg.Record) -> None:
         headers = row["headers"]
         if isinstance(headers, str):
-            import json
-
             headers = json.loads(headers)
         await publisher.publish(
             row["exchange"],
@@ -159,8 +158,12 @@ class OutboxRelay:
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, 10)
                         continue
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.poll_secs)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                    # cancellation that lands as the wake-up does, and the relay would
+                    # never stop.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.poll_secs):
+                            await self._wake.wait()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("relay lost PostgreSQL", extra={"error": str(exc)})
                 await asyncio.sleep(backoff)
