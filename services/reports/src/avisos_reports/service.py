@@ -50,7 +50,10 @@ class ReportWorker(Worker):
         except ValidationError as exc:
             raise Reject(f"invalid ReportJobRequested: {exc}") from exc
         try:
-            await asyncio.wait_for(self.slots.acquire(), SLOT_WAIT_SECS)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+            # cancellation of a stopping service that lands as the slot frees up.
+            async with asyncio.timeout(SLOT_WAIT_SECS):
+                await self.slots.acquire()
         except TimeoutError:
             raise RetryLater("all build slots busy", SLOT_RETRY_DELAY_SECS) from None
         try:
