@@ -15,10 +15,10 @@ import subprocess
 import sys
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
@@ -27,13 +27,13 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from avisos_api.cli import vapid_keypair
 from avisos_testkit.infra import Backing, free_port
+from avisos_testkit.polling import eventually
 from avisos_testkit.push_service import PushService
 from avisos_testkit.stack import Running, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-output" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
-T = TypeVar("T")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -205,23 +205,6 @@ CONSOLE: list[str] = []
 POLL_TIMEOUT_SECS = 30.0
 """How long a state reached through the services (an outbox, a queue, a worker) may take to
 show: generous, because CI machines are slower and busier than a desk."""
-POLL_INTERVAL_SECS = 0.1
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    timeout_secs: float = POLL_TIMEOUT_SECS,
-) -> T:
-    """Call ``probe`` until ``done`` holds for its answer or the time is up, and return the
-    last answer: the caller asserts on it, so a timeout fails with the state it saw."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_secs
-    while True:
-        value = await probe()
-        if done(value) or loop.time() >= deadline:
-            return value
-        await asyncio.sleep(POLL_INTERVAL_SECS)
 
 
 async def new_context(browser: Browser, web: WebStack, **kw: Any) -> BrowserContext:
@@ -611,10 +594,6 @@ async def test_admin_creates_a_user_who_logs_in_then_deactivates_them(
 # --- the PWA: offline, service worker, push ---------------------------------------------
 
 
-SW_CONTROL_TIMEOUT_SECS = 30.0
-"""A first visit installs the worker, which fetches and caches the whole shell before it
-activates: seconds on a loaded two-core CI machine."""
-
 SW_STATE = """async () => {
   const reg = await navigator.serviceWorker.getRegistration();
   const state = (w) => (w ? w.state : null);
@@ -633,20 +612,25 @@ async def wait_controlled(page: Page) -> None:
     active, an uncontrolled page is reloaded, as the user's next visit would.
     (Polled from here: Playwright's wait_for_function evaluates strings with eval, which
     the page's CSP rightly forbids.)"""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    state: dict[str, Any] = {}
     reloaded = False
-    while loop.time() - started < SW_CONTROL_TIMEOUT_SECS:
-        state = await page.evaluate(SW_STATE)
-        if state["controlled"]:
-            return
-        if state["active"] == "activated" and not reloaded:
+
+    async def worker_state() -> dict[str, Any]:
+        nonlocal reloaded
+        state: dict[str, Any] = await page.evaluate(SW_STATE)
+        if not state["controlled"] and state["active"] == "activated" and not reloaded:
             reloaded = True
             await page.reload()
-            continue
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the service worker never took control of the page: {state}")
+            state = await page.evaluate(SW_STATE)
+        return state
+
+    # A first visit installs the worker, which fetches and caches the whole shell before
+    # it activates: seconds on a loaded two-core CI machine.
+    await eventually(
+        worker_state,
+        lambda state: state["controlled"],
+        timeout_secs=POLL_TIMEOUT_SECS,
+        what="the service worker in control of the page",
+    )
 
 
 async def test_offline_cached_notifications_and_queued_mark_read(
@@ -684,6 +668,8 @@ async def test_offline_cached_notifications_and_queued_mark_read(
             n = await eventually(
                 lambda: user_api.call("GET", f"/v1/notifications/{first}"),
                 lambda n: n["read_at"] is not None,
+                timeout_secs=POLL_TIMEOUT_SECS,
+                what="the queued mark-read sent",
             )
             assert n["read_at"] is not None
             count = await user_api.call("GET", "/v1/notifications/unread-count")
@@ -776,14 +762,20 @@ async def test_service_worker_manifest_and_push_from_the_dispatcher(
             except TimeoutError:
                 raise AssertionError(f"no push sent:\n{dispatcher.log()[-3000:]}") from None
             # The attempt reaches the delivery log (the admin screen test shows it).
-            log = await eventually(
-                lambda: admin.call(
-                    "GET", "/v1/admin/deliveries", params={"channel": "push", "user_id": user["id"]}
-                ),
-                lambda log: any(a["status"] == "sent" for a in log["items"]),
-            )
-            if not any(a["status"] == "sent" for a in log["items"]):
-                raise AssertionError(f"no push attempt logged:\n{dispatcher.log()[-3000:]}")
+            try:
+                await eventually(
+                    lambda: admin.call(
+                        "GET",
+                        "/v1/admin/deliveries",
+                        params={"channel": "push", "user_id": user["id"]},
+                    ),
+                    lambda log: any(a["status"] == "sent" for a in log["items"]),
+                    timeout_secs=POLL_TIMEOUT_SECS,
+                )
+            except TimeoutError:
+                raise AssertionError(
+                    f"no push attempt logged:\n{dispatcher.log()[-3000:]}"
+                ) from None
         finally:
             stack.stop("dispatcher-web")
     payload = received[0].payload
@@ -809,7 +801,7 @@ async def test_service_worker_manifest_and_push_from_the_dispatcher(
         regs: list[dict[str, Any]] = []
         cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: regs.extend(e["registrations"]))
         await cdp.send("ServiceWorker.enable")
-        await eventually(lambda: asyncio.sleep(0, regs), bool)
+        await eventually(lambda: regs, timeout_secs=POLL_TIMEOUT_SECS, what="the registration")
         reg_id = next(r["registrationId"] for r in regs if not r.get("isDeleted"))
         await cdp.send(
             "ServiceWorker.deliverPushMessage",
@@ -826,6 +818,8 @@ async def test_service_worker_manifest_and_push_from_the_dispatcher(
                 payload["tag"],
             ),
             lambda shown: shown is not None,
+            timeout_secs=POLL_TIMEOUT_SECS,
+            what="the system notification",
         )
         assert shown is not None, "the service worker showed no notification"
         assert shown["title"] == payload["title"] and shown["body"] == payload["body"]
@@ -1050,12 +1044,16 @@ async def test_notify_me_on_this_device_subscribes_and_unsubscribes(
             assert r.status == 200, await r.text()
             return [s["endpoint"] for s in await r.json()]
 
-        assert await eventually(endpoints, lambda found: found == [endpoint]) == [endpoint]
+        found = await eventually(
+            endpoints, lambda now: now == [endpoint], timeout_secs=POLL_TIMEOUT_SECS
+        )
+        assert found == [endpoint]
         # The browser was subscribed with the API's VAPID public key.
         key = bytes(await page.evaluate("() => window.__pushKey"))
         assert b64(key) == VAPID_PUBLIC
         await expect(device).to_be_enabled()
         await device.uncheck()
-        assert await eventually(endpoints, lambda found: found == []) == []
+        found = await eventually(endpoints, lambda now: now == [], timeout_secs=POLL_TIMEOUT_SECS)
+        assert found == []
     finally:
         await ctx.close()

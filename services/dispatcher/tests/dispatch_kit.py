@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import aio_pika
 import asyncpg  # type: ignore[import-untyped]
@@ -15,22 +14,7 @@ from avisos_common.amqp import Publisher
 from avisos_common.messages import Delivery, lane_for
 from avisos_dispatcher.app import Dispatcher
 from avisos_dispatcher.settings import DispatcherSettings
-
-T = TypeVar("T")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], timeout_secs: float = 20.0, what: str = "condition"
-) -> T:
-    """Poll ``probe`` until it returns a truthy value (a condition we cannot subscribe to)."""
-    deadline = asyncio.get_running_loop().time() + timeout_secs
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"{what} not reached after {timeout_secs}s (last: {value!r})")
-        await asyncio.sleep(0.05)
+from avisos_testkit.polling import eventually
 
 
 def make_settings(base: dict[str, Any], **overrides: Any) -> DispatcherSettings:
@@ -75,7 +59,7 @@ async def final_status(
         row = await delivery_row(db, delivery_id)
         return row if row is not None and row["status"] in ("sent", "failed") else None
 
-    return await eventually(probe, timeout_secs, f"final status of {delivery_id}")
+    return await eventually(probe, timeout_secs=timeout_secs, what=f"final status of {delivery_id}")
 
 
 #: The ``run_dispatcher`` fixture: start an in-process dispatcher with setting overrides.

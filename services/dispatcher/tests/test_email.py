@@ -7,10 +7,11 @@ import uuid
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
-from dispatch_kit import DeadLetters, RunDispatcher, attempts, eventually, final_status, publish
+from dispatch_kit import DeadLetters, RunDispatcher, attempts, final_status, publish
 
 from avisos_common.amqp import Publisher
 from avisos_common.messages import Attachment, EmailDelivery
+from avisos_testkit.polling import eventually
 from avisos_testkit.smtp import SmtpSink
 
 INJECTION_SUBJECT = "Stock low =?UTF-8?Q?=0A?=Bcc: evil@attacker.test\r\nX-Injected: 1"
@@ -104,13 +105,9 @@ async def test_redelivered_email_is_not_sent_twice(
     # The same delivery again (a redelivery after a crash, or a duplicate publish).
     await publish(publisher, msg, "email")
     handler = d.handlers[0]
-    await eventually(lambda: _ready(handler.duplicates_skipped >= 1), what="duplicate skipped")
+    await eventually(lambda: handler.duplicates_skipped >= 1, what="duplicate skipped")
     assert len([m for m in smtp_sink.messages if m.rcpt_tos == ["bo@example.test"]]) == 1
     assert len(await attempts(db, msg.delivery_id)) == 1
-
-
-async def _ready(value: bool) -> bool:
-    return value
 
 
 async def test_fails_over_to_the_fallback_relay(

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from dispatch_kit import DeadLetters, RunDispatcher, eventually, final_status, publish
+from dispatch_kit import DeadLetters, RunDispatcher, final_status, publish
 
 from avisos_common import topology
 from avisos_common.amqp import Publisher
 from avisos_common.messages import EmailDelivery
 from avisos_dispatcher.lanes import PriorityGate
+from avisos_testkit.polling import eventually
 from avisos_testkit.smtp import SmtpSink
 
 BATCH = 200
@@ -157,11 +158,7 @@ async def test_gate_serves_urgent_before_normal() -> None:
     await asyncio.sleep(0)
     waiting = [asyncio.create_task(job("normal", f"n{i}")) for i in range(3)]
     waiting += [asyncio.create_task(job("urgent", f"u{i}")) for i in range(2)]
-    await eventually(lambda: _true(gate.waiting == 5), what="all waiting")
+    await eventually(lambda: gate.waiting == 5, what="all waiting")
     hold.set()
     await asyncio.gather(first, *waiting)
     assert order == ["first", "u0", "u1", "n0", "n1", "n2"]
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 
 import asyncpg  # type: ignore[import-untyped]
-from dispatch_kit import DeadLetters, RunDispatcher, attempts, eventually, final_status, publish
+from dispatch_kit import DeadLetters, RunDispatcher, attempts, final_status, publish
 
 from avisos_common.amqp import Publisher
 from avisos_common.messages import SmsDelivery
+from avisos_testkit.polling import eventually
 from avisos_testkit.twilio_standin import TwilioStandIn
 
 

@@ -3,11 +3,9 @@ reading what the API decided (notifications, outbox deliveries, scheduled rows).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
@@ -114,17 +112,6 @@ async def scheduled(state: AppState, user_id: uuid.UUID) -> list[dict[str, Any]]
             )
         ).all()
     return [dict(r._mapping) for r in rows]
-
-
-async def wait_until(
-    check: Callable[[], Awaitable[bool]], timeout_secs: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll ``check`` until true (the effect of a message consumed in the background)."""
-    deadline = asyncio.get_running_loop().time() + timeout_secs
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def amqp_publish(

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from avisos_api.api.deps import AppState
 from avisos_api.events.background import escalate_once, run_escalation
 from avisos_api.services import users
+from avisos_testkit.polling import eventually
 
 from .conftest import People, Person
 from .events_helpers import (
@@ -24,7 +25,6 @@ from .events_helpers import (
     publisher,
     realtime,
     set_user,
-    wait_until,
 )
 
 
@@ -207,7 +207,7 @@ async def test_escalation_loop_reads_the_injected_clock(people: People, state: A
         async def escalated() -> bool:
             return any(n["type"] == "alert.escalated" for n in await inbox(mgr))
 
-        await wait_until(escalated, what="the escalation loop")
+        await eventually(escalated, timeout_secs=10, what="the escalation loop")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -14,9 +14,10 @@ from avisos_api.events.schemas import EVENT_TYPES
 from avisos_common.topology import EXCHANGE_DEAD, HEADER_REASON
 from avisos_testkit.bus import BusTap
 from avisos_testkit.infra import Backing
+from avisos_testkit.polling import eventually
 
 from .conftest import People
-from .events_helpers import amqp_publish, envelope, inbox, wait_until
+from .events_helpers import amqp_publish, envelope, inbox
 from .test_events_http import EXPECTED
 
 
@@ -42,7 +43,7 @@ async def test_every_type_over_amqp(people: People, state: AppState, backing: Ba
         got_staff = {n["type"] for n in await inbox(staff_es)}
         return got_mgr >= wanted("manager") and got_staff >= wanted("staff")
 
-    await wait_until(arrived, what="notifications from AMQP events")
+    await eventually(arrived, timeout_secs=10, what="notifications from AMQP events")
     # Every event was recorded once, as received over AMQP (restored included).
     async with state.sessionmaker() as s:
         rows = (
@@ -86,7 +87,9 @@ async def test_replays_and_poison_do_not_block_or_duplicate(
             types = [n["type"] for n in await inbox(mgr)]
             return "transfer.requested" in types and len(dead.messages) >= 4
 
-        await wait_until(done, what="valid events applied and poison dead-lettered")
+        await eventually(
+            done, timeout_secs=10, what="valid events applied and poison dead-lettered"
+        )
         ours = [
             m
             for m in dead.messages

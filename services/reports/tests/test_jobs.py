@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import os
 import signal
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
@@ -36,23 +36,14 @@ from avisos_reports.maintenance import Cleanup, Scheduler
 from avisos_reports.schedule import next_run_after
 from avisos_reports.service import ReportsService
 from avisos_reports.settings import ReportsSettings
+from avisos_testkit import polling
 from avisos_testkit.infra import Backing, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
 WAIT_SECS = 30.0
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = WAIT_SECS) -> Any:
-    """Await ``check()`` until it returns something truthy (condition, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.05)
+#: Reports are built by another task: wait longer than the shared default.
+eventually = functools.partial(polling.eventually, timeout_secs=WAIT_SECS)
 
 
 @pytest.fixture(scope="module")
@@ -144,13 +135,13 @@ async def test_job_runs_notifies_and_emails(
 
     # Pushed over the socket: running then done, for ana only.
     mine = [m for m in realtime if getattr(m, "job_id", None) == job_id]
-    await eventually(lambda: _async([m for m in realtime if getattr(m, "status", "") == "done"]))
+    await eventually(lambda: [m for m in realtime if getattr(m, "status", "") == "done"])
     mine = [m for m in realtime if getattr(m, "job_id", None) == job_id]
     assert mine[0].status == "running" and mine[-1].status == "done"
     assert {m.user_id for m in mine} == {seed.ana}
 
     # The in-app "report ready" notification, through the API's internal endpoint.
-    await eventually(lambda: _async([r for r in api_stub.requests if str(job_id) in json.dumps(r)]))
+    await eventually(lambda: [r for r in api_stub.requests if str(job_id) in json.dumps(r)])
     call = next(r for r in api_stub.requests if str(job_id) in json.dumps(r))
     assert call["path"] == "/internal/v1/notifications"
     assert call["headers"]["X-Avisos-Internal-Token"] == INTERNAL_TOKEN
@@ -171,13 +162,9 @@ async def test_job_runs_notifies_and_emails(
     # A redelivered request does not run the job again.
     await request(publisher, job_id, seed.ana)
     await request(publisher, uuid.uuid4(), seed.ana)  # unknown job: skipped, acked
-    await eventually(lambda: _async(service.worker is not None and service.worker.processed >= 3))
+    await eventually(lambda: service.worker is not None and service.worker.processed >= 3)
     assert (await job_row(backing, job_id))["attempts"] == 1
     await channel.close()
-
-
-async def _async(value: Any) -> Any:
-    return value
 
 
 async def test_unserviceable_job_fails_with_reason(
@@ -193,9 +180,9 @@ async def test_unserviceable_job_fails_with_reason(
     row = await until_status(backing, job_id, "done", "failed")
     assert row["status"] == "failed" and "source_event_id" in row["error"]
     failed = await eventually(
-        lambda: _async(
-            [m for m in realtime if getattr(m, "job_id", None) == job_id and m.status == "failed"]
-        )
+        lambda: [
+            m for m in realtime if getattr(m, "job_id", None) == job_id and m.status == "failed"
+        ]
     )
     assert "source_event_id" in failed[0].error
 
