@@ -4,6 +4,7 @@ one statement per call: both must give every caller the same answers."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 
@@ -85,6 +86,11 @@ async def test_expired_claim_is_retaken_and_the_old_holder_loses(
     )
     second = await asyncio.gather(*(store.claim(d, "email", None, user, LEASE_SECS) for d in ids))
     assert all(isinstance(c, Claimed) and c.retaken and c.attempt == 2 for c in second)
+    # In doubt since the dead holder's claim, an hour ago.
+    now = await db.fetchval("SELECT now()")
+    for c in second:
+        assert isinstance(c, Claimed) and c.in_doubt_since is not None
+        assert abs((now - c.in_doubt_since) - dt.timedelta(hours=1)) < dt.timedelta(minutes=1)
     # The crashed holder comes back: its record no longer holds, but its attempt is logged.
     lost = await asyncio.gather(
         *(_finish(store, d, c, user) for d, c in zip(ids, first, strict=True))  # type: ignore[arg-type]
@@ -97,6 +103,47 @@ async def test_expired_claim_is_retaken_and_the_old_holder_loses(
         "SELECT count(*) FROM delivery_attempts WHERE delivery_id = ANY($1)", ids
     )
     assert logged == 10
+
+
+async def _retry_later(store: Store, d: uuid.UUID, claim: Claimed, user: uuid.UUID) -> bool:
+    failed = AttemptRecord("twilio", "failed", utcnow(), utcnow(), error="503")
+    return await store.finish(
+        delivery_id=d,
+        claim=claim,
+        channel="sms",
+        notification_id=None,
+        user_id=user,
+        status="retrying",
+        attempts=[failed],
+        error="503",
+    )
+
+
+async def test_in_doubt_lasts_until_the_outcome_is_known(
+    store: Store, db: asyncpg.Pool, user: uuid.UUID
+) -> None:
+    """A retry after a plain transient failure is not in doubt; a retry after a retaken
+    claim's failure still is (it has not learnt whether the dead holder's send happened)."""
+    plain, crashed = uuid.uuid4(), uuid.uuid4()
+    for d in (plain, crashed):
+        claim = await store.claim(d, "sms", None, user, LEASE_SECS)
+        assert isinstance(claim, Claimed) and claim.in_doubt_since is None
+    first = await store.claim(plain, "sms", None, user, LEASE_SECS)
+    assert isinstance(first, Busy)
+    await db.execute(
+        "UPDATE deliveries SET claimed_at = now() - interval '1 hour' WHERE delivery_id = $1",
+        crashed,
+    )
+    retaken = await store.claim(crashed, "sms", None, user, LEASE_SECS)
+    assert isinstance(retaken, Claimed) and retaken.in_doubt_since is not None
+    assert await _retry_later(store, crashed, retaken, user)
+    again = await store.claim(crashed, "sms", None, user, LEASE_SECS)
+    assert isinstance(again, Claimed) and again.in_doubt_since == retaken.in_doubt_since
+    # The plain one: its holder (alive) reports a transient failure; the retry is clean.
+    token = await db.fetchval("SELECT claim_token FROM deliveries WHERE delivery_id = $1", plain)
+    assert await _retry_later(store, plain, Claimed(token, 1), user)
+    clean = await store.claim(plain, "sms", None, user, LEASE_SECS)
+    assert isinstance(clean, Claimed) and clean.in_doubt_since is None and clean.attempt == 2
 
 
 async def test_a_bad_request_fails_alone(store: Store, user: uuid.UUID) -> None:

@@ -5,11 +5,18 @@ against HTTP basic auth (account sid + auth token), requires ``To``, ``Body`` an
 ``MessagingServiceSid``, and answers 201 with a Twilio-shaped message resource (``SM...``
 sid). Errors use Twilio's JSON shape (``code``, ``message``, ``more_info``, ``status``).
 
+``GET`` on the same path lists the account's messages newest first, filtered by ``To`` and
+``From``, paged with ``PageSize``/``Page`` and ``next_page_uri`` like Twilio (the client's
+``messages.list_async`` reads it).
+
 Test controls: ``script`` is a list of planned answers consumed one per request (``500``,
 ``(400, 21211)``, ``(429, None, 2)`` for a Retry-After of 2 s, ``201``); numbers in
 ``invalid_numbers`` always get 400/21211. ``send_status_callback`` posts a status report to
 the message's StatusCallback, signed like Twilio's (``X-Twilio-Signature``, using the real
 ``RequestValidator`` algorithm), or with a wrong signature when ``forge=True``.
+``list_script`` plans the answers of list requests the same way. ``hold_response_secs``
+keeps every 201 that long after the message was accepted: a sender killed meanwhile has had
+its message taken without learning it (the crash window).
 
 Runs in a background thread with its own event loop (usable from sync and async tests).
 """
@@ -45,6 +52,33 @@ class SentSms:
     body: str
     status_callback: str | None
     form: dict[str, str] = field(default_factory=dict)
+    created: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def resource(self, account_sid: str) -> dict[str, Any]:
+        """The message as Twilio's API shows it."""
+        created = self.created.strftime("%a, %d %b %Y %H:%M:%S +0000")
+        return {
+            "account_sid": account_sid,
+            "api_version": "2010-04-01",
+            "body": self.body,
+            "date_created": created,
+            "date_sent": None,
+            "date_updated": created,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": self.from_,
+            "messaging_service_sid": self.form.get("MessagingServiceSid"),
+            "num_media": "0",
+            "num_segments": "1",
+            "price": None,
+            "price_unit": "USD",
+            "sid": self.sid,
+            "status": "queued",
+            "subresource_uris": {},
+            "to": self.to,
+            "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{self.sid}.json",
+        }
 
 
 def _error(status: int, code: int | None, message: str) -> web.Response:
@@ -68,6 +102,10 @@ class TwilioStandIn:
         self.requests = 0
         self.script: list[ScriptItem] = []
         self.invalid_numbers: set[str] = set()
+        self.hold_response_secs = 0.0
+        self.list_requests = 0
+        #: Planned HTTP statuses of the next list requests (e.g. ``[503]``), one per request.
+        self.list_script: list[int] = []
         self._cond = threading.Condition()
         self._server: ThreadedApp | None = None
 
@@ -113,35 +151,55 @@ class TwilioStandIn:
         if to in self.invalid_numbers:
             return _error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         msid = "SM" + secrets.token_hex(16)
-        now = dt.datetime.now(dt.UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
         sms = SentSms(msid, to, form.get("From"), body, form.get("StatusCallback"), form)
         with self._cond:
             self.messages.append(sms)
             self._cond.notify_all()
+        if self.hold_response_secs:
+            await asyncio.sleep(self.hold_response_secs)
+        return web.json_response(sms.resource(self.account_sid), status=201)
+
+    async def _list(self, request: web.Request) -> web.Response:
+        sid = request.match_info["sid"]
+        with self._cond:
+            self.list_requests += 1
+            planned = self.list_script.pop(0) if self.list_script else None
+        if not self._authorized(request, sid):
+            return _error(401, 20003, "Authenticate")
+        if planned is not None and planned >= 300:
+            return _error(planned, None, f"planned failure {planned}")
+        query = request.query
+        try:
+            size = min(int(query.get("PageSize", "50")), 1000)
+            page = int(query.get("Page", "0"))
+        except ValueError:
+            return _error(400, 20001, "Invalid PageSize or Page")
+        with self._cond:
+            found = [
+                m
+                for m in reversed(self.messages)
+                if query.get("To") in (None, m.to) and query.get("From") in (None, m.from_)
+            ]
+        chunk = found[page * size : (page + 1) * size]
+        path = f"/2010-04-01/Accounts/{sid}/Messages.json"
+        filters = {k: v for k, v in query.items() if k in ("To", "From")}
+
+        def uri(n: int) -> str:
+            return f"{path}?{urllib.parse.urlencode({**filters, 'PageSize': size, 'Page': n})}"
+
+        more = (page + 1) * size < len(found)
         return web.json_response(
             {
-                "account_sid": self.account_sid,
-                "api_version": "2010-04-01",
-                "body": body,
-                "date_created": now,
-                "date_sent": None,
-                "date_updated": now,
-                "direction": "outbound-api",
-                "error_code": None,
-                "error_message": None,
-                "from": form.get("From"),
-                "messaging_service_sid": form.get("MessagingServiceSid"),
-                "num_media": "0",
-                "num_segments": "1",
-                "price": None,
-                "price_unit": "USD",
-                "sid": msid,
-                "status": "queued",
-                "subresource_uris": {},
-                "to": to,
-                "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{msid}.json",
-            },
-            status=201,
+                "messages": [m.resource(self.account_sid) for m in chunk],
+                "page": page,
+                "page_size": size,
+                "start": page * size,
+                "end": page * size + max(len(chunk) - 1, 0),
+                "uri": uri(page),
+                "first_page_uri": uri(0),
+                "next_page_uri": uri(page + 1) if more else None,
+                "previous_page_uri": uri(page - 1) if page else None,
+            }
         )
 
     async def await_count(self, count: int, timeout_secs: float = 20.0) -> list[SentSms]:
@@ -206,6 +264,7 @@ class TwilioStandIn:
     def start(self) -> TwilioStandIn:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._messages)
+        app.router.add_get("/2010-04-01/Accounts/{sid}/Messages.json", self._list)
         self._server = ThreadedApp(app, self.port, "twilio-standin")
         self._server.start()
         return self

@@ -10,6 +10,7 @@ queues and dead-lettering:
 outcome of ``send``          recorded (deliveries/attempts)  message
 ===========================  =============================  ============================
 returns                      sent / sent                    acked
+``reconcile`` finds it       sent / sent (not sent again)   acked
 NotSent (policy)             failed / failed + reason       acked (no retry, no DLQ)
 PermanentError               failed / failed + reason       dead-lettered (Reject)
 TransientError, not last     retrying / failed + reason     RetryLater (backoff/jitter)
@@ -70,9 +71,24 @@ class ChannelHandler(Generic[M]):
         self.lease_secs = lease_secs
         self.sent = 0
         self.duplicates_skipped = 0
+        #: Retaken claims that the provider had already accepted (not sent again).
+        self.reconciled = 0
 
     async def send(self, msg: M, claim: Claimed) -> SendResult:
         raise NotImplementedError
+
+    async def reconcile(self, msg: M, claim: Claimed) -> SendResult | None:
+        """Ask the provider whether a dead dispatcher's send went through.
+
+        Called before :meth:`send` when the claim was retaken from a dispatcher that died
+        holding it (``claim.in_doubt_since``): it may have died after the provider accepted
+        the message and before recording it. Return what the provider has (recorded as sent;
+        nothing is sent again) or None to send. Raise a classified error, as :meth:`send`
+        does, when the provider cannot be asked: sending blind could be the duplicate this
+        look-up exists to prevent. The default returns None: SMTP and Web Push have no
+        look-up, so those channels send again (see docs/channels.md, the crash window).
+        """
+        return None
 
     def parse(self, body: bytes) -> M:
         try:
@@ -102,12 +118,12 @@ class ChannelHandler(Generic[M]):
             raise RetryLater("claimed by another dispatcher", claim.retry_in_secs)
         if claim.retaken:
             log.warning(
-                "retaking an expired claim: the previous dispatcher may have sent it",
+                "in doubt: a dispatcher died holding this delivery and may have sent it",
                 extra={"delivery_id": str(msg.delivery_id), "attempt": claim.attempt},
             )
         started = utcnow()
         try:
-            result = await self.send(msg, claim)
+            result = await self._reconciled(msg, claim) or await self.send(msg, claim)
         except NotSent as exc:
             await self._record_failure(msg, claim, exc.reason, exc.provider, started, "failed")
             log.info("not sent", extra={"delivery_id": str(msg.delivery_id), "reason": exc.reason})
@@ -159,6 +175,21 @@ class ChannelHandler(Generic[M]):
                 "provider_message_id": result.provider_message_id,
             },
         )
+
+    async def _reconciled(self, msg: M, claim: Claimed) -> SendResult | None:
+        if claim.in_doubt_since is None:
+            return None
+        found = await self.reconcile(msg, claim)
+        if found is not None:
+            self.reconciled += 1
+            log.warning(
+                "the provider already has it: recorded, not sent again",
+                extra={
+                    "delivery_id": str(msg.delivery_id),
+                    "provider_message_id": found.provider_message_id,
+                },
+            )
+        return found
 
     async def _record_failure(
         self,

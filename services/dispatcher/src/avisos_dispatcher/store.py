@@ -5,14 +5,16 @@ Claim protocol (one row per ``delivery_id`` in ``deliveries``):
 
 1. :meth:`Store.claim` inserts the row as ``sending`` with a fresh ``claim_token`` or, if it
    exists, takes it over only when it is ``retrying`` or a ``sending`` claim older than the
-   lease (its dispatcher died). A finished row (``sent``, ``failed``...) is never claimed
-   again: a redelivered message is acked without sending.
+   lease (its dispatcher died; the row is then *in doubt*, ``in_doubt_since``, until its
+   outcome is known). A finished row (``sent``, ``failed``...) is never claimed again: a
+   redelivered message is acked without sending.
 2. The sender talks to the provider.
 3. :meth:`Store.finish` writes the outcome and the attempt rows in one statement, only if
    the claim token still matches, and the caller acks after it returns.
 
 The only duplicate window is between step 2 (provider accepted) and step 3 (commit): if
-the process dies there, the claim expires and the message is sent again (at-least-once).
+the process dies there, the claim expires and is retaken in doubt; a channel whose provider
+can be read back (SMS) looks for the message first, the others send again (at-least-once).
 
 Claims, records, subscription look-ups and ``last_success_at`` updates of concurrent
 deliveries are coalesced into one statement each (:mod:`avisos_dispatcher.batching`):
@@ -47,8 +49,15 @@ class Claimed:
     token: uuid.UUID
     #: 1 for the first try; counts every claim including retakes after a crash.
     attempt: int
-    #: The claim was taken over from a dispatcher that did not finish (crash window).
-    retaken: bool
+    #: Set once a claim of this delivery was taken over from a dispatcher that died
+    #: holding it: when that dispatcher claimed it. It may have sent the message before it
+    #: died (the crash window), so every later attempt first asks a provider that can be
+    #: asked (ChannelHandler.reconcile). Kept through retries until the outcome is known.
+    in_doubt_since: dt.datetime | None = None
+
+    @property
+    def retaken(self) -> bool:
+        return self.in_doubt_since is not None
 
 
 @dataclass(frozen=True)
@@ -100,12 +109,14 @@ INSERT INTO deliveries AS d
 VALUES ($1, $2, $3, $4, 'sending', 1, $5, now(), now(), now())
 ON CONFLICT (delivery_id) DO UPDATE
     SET status = 'sending', attempts = d.attempts + 1, claim_token = EXCLUDED.claim_token,
-        claimed_at = now(), updated_at = now()
+        claimed_at = now(), updated_at = now(),
+        -- taking over an expired 'sending' claim: its holder died, maybe after the send
+        in_doubt_since = CASE WHEN d.status = 'sending'
+                              THEN COALESCE(d.in_doubt_since, d.claimed_at)
+                              ELSE d.in_doubt_since END
     WHERE d.status = 'retrying'
        OR (d.status = 'sending' AND d.claimed_at < now() - make_interval(secs => $6))
-RETURNING d.attempts,
-    -- subqueries in RETURNING see the row as it was before this statement
-    (SELECT o.status FROM deliveries o WHERE o.delivery_id = $1) AS previous_status
+RETURNING d.attempts, d.in_doubt_since
 """
 
 _CLAIM_STATE_SQL = """
@@ -167,11 +178,13 @@ SELECT i.delivery_id, i.channel, i.notification_id, i.user_id, 'sending', 1, i.t
  ORDER BY i.delivery_id
 ON CONFLICT (delivery_id) DO UPDATE
     SET status = 'sending', attempts = d.attempts + 1, claim_token = EXCLUDED.claim_token,
-        claimed_at = now(), updated_at = now()
+        claimed_at = now(), updated_at = now(),
+        in_doubt_since = CASE WHEN d.status = 'sending'
+                              THEN COALESCE(d.in_doubt_since, d.claimed_at)
+                              ELSE d.in_doubt_since END
     WHERE d.status = 'retrying'
        OR (d.status = 'sending' AND d.claimed_at < now() - make_interval(secs => $6))
-RETURNING d.delivery_id, d.attempts,
-    (SELECT o.status FROM deliveries o WHERE o.delivery_id = d.delivery_id) AS previous_status
+RETURNING d.delivery_id, d.attempts, d.in_doubt_since
 """
 
 _CLAIM_STATE_BATCH_SQL = """
@@ -210,6 +223,10 @@ SELECT delivery_id FROM upd
 _PUSH_TARGETS_BATCH_SQL = """
 SELECT user_id, id, endpoint, p256dh, auth FROM push_subscriptions
  WHERE user_id = ANY($1::uuid[])
+"""
+
+_RECORDED_PROVIDER_IDS_SQL = """
+SELECT provider_message_id FROM deliveries WHERE provider_message_id = ANY($1::text[])
 """
 
 _PUSH_SUCCEEDED_SQL = """
@@ -257,6 +274,10 @@ def _attempt_arrays(attempts: list[AttemptRecord]) -> list[list[Any]]:
         [a.latency_ms for a in attempts],
         [a.target for a in attempts],
     ]
+
+
+def _claimed(token: uuid.UUID, row: asyncpg.Record) -> Claimed:
+    return Claimed(token, int(row["attempts"]), row["in_doubt_since"])
 
 
 async def _no_session_state_to_reset(conn: asyncpg.Connection) -> None:
@@ -345,7 +366,7 @@ class Store:
                 lease_secs,
             )
             if row is not None:
-                return Claimed(token, int(row["attempts"]), row["previous_status"] == "sending")
+                return _claimed(token, row)
             state = await conn.fetchrow(_CLAIM_STATE_SQL, r.delivery_id, lease_secs)
         return _not_claimed(state)
 
@@ -382,8 +403,7 @@ class Store:
             if row is None:
                 results.append(_not_claimed(states.get(delivery_id)))
             else:
-                retaken = row["previous_status"] == "sending"
-                results.append(Claimed(token, int(row["attempts"]), retaken))
+                results.append(_claimed(token, row))
         return results
 
     async def finish(
@@ -488,6 +508,15 @@ class Store:
             delivery_id,
         )
         return {str(r["target"]) for r in rows}
+
+    async def recorded_provider_ids(self, ids: list[str]) -> set[str]:
+        """The provider message ids among ``ids`` that some delivery already recorded (a
+        message found at the provider belongs to at most one delivery)."""
+        if not ids:
+            return set()
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(_RECORDED_PROVIDER_IDS_SQL, ids)
+        return {str(r["provider_message_id"]) for r in rows}
 
     async def push_targets(self, user_id: uuid.UUID) -> list[PushTarget]:
         """The user's push subscriptions now."""

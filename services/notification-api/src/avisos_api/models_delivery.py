@@ -32,6 +32,8 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     claim_token: Mapped[uuid.UUID | None]
     claimed_at: Mapped[dt.datetime | None]
+    #: Set when a claim was taken over from a dispatcher that died holding it (0005).
+    in_doubt_since: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
