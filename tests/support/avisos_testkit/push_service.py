@@ -7,7 +7,8 @@ signed by ``k``, with ``aud`` = this server's origin, ``exp`` in the future and 
 away, and ``sub`` a ``mailto:`` or ``https:`` URL; ``TTL`` is required and the body must
 decrypt (RFC 8291 aes128gcm, with http_ece and the subscription's private key). Failures
 answer 401/400 like real push services; ``gone`` subscriptions answer 410; ``script`` plans
-answers (e.g. ``[500, 500]``). What was accepted is kept in ``received``.
+answers (e.g. ``[500, 500]``); ``hold_response_secs`` delays every 201. What was accepted
+is kept in ``received``.
 
 ``verify=False`` skips the JWT and decryption work (benchmarks that measure the sender).
 Runs in a background thread with its own event loop.
@@ -69,6 +70,9 @@ class PushService:
         self.rejected: list[tuple[int, str]] = []
         self.gone: set[str] = set()
         self.script: list[int] = []
+        #: Keep every 201 this long after the push was accepted: a sender killed meanwhile
+        #: has had its push taken without learning it (the crash window).
+        self.hold_response_secs = 0.0
         self._subs: dict[str, _Sub] = {}
         self._cond = threading.Condition()
         self._server: ThreadedApp | None = None
@@ -152,6 +156,8 @@ class PushService:
         with self._cond:
             self.received.append(PushReceived(sid, headers, payload, len(body), claims))
             self._cond.notify_all()
+        if self.hold_response_secs:
+            await asyncio.sleep(self.hold_response_secs)
         return web.Response(
             status=201, headers={"Location": f"{self.origin}/m/{secrets.token_hex(8)}"}
         )

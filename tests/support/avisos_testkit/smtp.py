@@ -4,6 +4,7 @@
 transaction with its envelope (MAIL FROM, each RCPT TO) and raw bytes, so tests can parse the
 MIME and check exactly who the message was sent to. ``down()`` closes the port (connections
 are refused, like a relay that is down) and ``up()`` opens it again on the same port.
+``hold_reply_secs`` delays the reply to DATA after the message was kept.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class _Handler:
         self.sink._record(
             Received(str(envelope.mail_from), list(envelope.rcpt_tos), bytes(envelope.content))
         )
+        if self.sink.hold_reply_secs:
+            await asyncio.sleep(self.sink.hold_reply_secs)
         return "250 2.0.0 queued"
 
 
@@ -66,6 +69,9 @@ class SmtpSink:
         self.port = port or free_port()
         self.messages: list[Received] = []
         self.refuse_recipients: set[str] = set()
+        #: Keep every accepted message's 250 this long: a sender killed meanwhile has had
+        #: its message taken without learning it (the crash window).
+        self.hold_reply_secs = 0.0
         self._cond = threading.Condition()
         self._controller: _Controller | None = None
 

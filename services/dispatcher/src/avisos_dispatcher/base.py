@@ -85,8 +85,10 @@ class ChannelHandler(Generic[M]):
         the message and before recording it. Return what the provider has (recorded as sent;
         nothing is sent again) or None to send. Raise a classified error, as :meth:`send`
         does, when the provider cannot be asked: sending blind could be the duplicate this
-        look-up exists to prevent. The default returns None: SMTP and Web Push have no
-        look-up, so those channels send again (see docs/channels.md, the crash window).
+        look-up exists to prevent. The default returns None. Email answers from the
+        hand-over record (``claim.handed_over``), SMS by listing Twilio's messages; push
+        skips the handed-over subscriptions in its ``send`` (see docs/channels.md, the
+        crash window).
         """
         return None
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import mimetypes
 import re
 import secrets
@@ -93,6 +94,11 @@ class RenderedEmail:
     message_id: str
 
 
+def message_id_for(d: EmailDelivery, settings: DispatcherSettings) -> str:
+    """Derived from the delivery: a message sent again carries the same Message-ID."""
+    return f"<{d.delivery_id}@{settings.email_message_id_domain}>"
+
+
 def render_message(
     d: EmailDelivery, settings: DispatcherSettings, attachments: list[tuple[Attachment, bytes]]
 ) -> RenderedEmail:
@@ -112,7 +118,7 @@ def render_message(
         root_headers, root_body = _multipart("mixed", parts)
     else:
         root_headers, root_body = body_headers, body
-    message_id = f"<{d.delivery_id}@{settings.email_message_id_domain}>"
+    message_id = message_id_for(d, settings)
     headers = [
         *root_headers,
         ("MIME-Version", "1.0"),
@@ -265,6 +271,24 @@ class EmailHandler(ChannelHandler[EmailDelivery]):
             settings.smtp_failover_cooldown_secs,
         )
 
+    async def reconcile(self, msg: EmailDelivery, claim: Claimed) -> SendResult | None:
+        """The dead dispatcher's final DATA dot had left for a relay (its hand-over record
+        is on the claim): the relay has the message; record it, do not send it again."""
+        if not claim.handed_over:
+            return None
+        relay = claim.handed_over[-1]
+        now = utcnow()
+        message_id = message_id_for(msg, self.settings)
+        record = AttemptRecord(
+            provider=relay,
+            status="sent",
+            started_at=now,
+            finished_at=now,
+            provider_message_id=message_id,
+            error="handed to the relay before a dispatcher crash; not sent again",
+        )
+        return SendResult([record], relay, message_id)
+
     async def send(self, msg: EmailDelivery, claim: Claimed) -> SendResult:
         started = utcnow()
         attachments: list[tuple[Attachment, bytes]] = []
@@ -279,7 +303,12 @@ class EmailHandler(ChannelHandler[EmailDelivery]):
                 await self.bucket.acquire()
             except RateLimited as exc:
                 raise TransientError(str(exc), retry_after_secs=exc.wait_secs) from exc
-        provider, _reply = await self.smtp.send(message.data, self.settings.email_from, [msg.to])
+        provider, _reply = await self.smtp.send(
+            message.data,
+            self.settings.email_from,
+            [msg.to],
+            functools.partial(self.store.hand_over, msg.delivery_id, claim),
+        )
         record = AttemptRecord(
             provider=provider,
             status="sent",

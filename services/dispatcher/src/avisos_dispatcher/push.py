@@ -28,11 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractStreamWriter
 from pywebpush import WebPusher, WebPushException
 
 from avisos_common.messages import Priority, PushDelivery, utcnow
 from avisos_dispatcher.base import ChannelHandler, SendResult
 from avisos_dispatcher.errors import NotSent, PermanentError, TransientError, parse_retry_after
+from avisos_dispatcher.handover import HandOver, in_kernel, undo_quietly
 from avisos_dispatcher.ratelimit import RateLimited, TokenBucket
 from avisos_dispatcher.settings import DispatcherSettings
 from avisos_dispatcher.store import AttemptRecord, Claimed, PushTarget, Store
@@ -99,6 +101,46 @@ def encrypt(target: PushTarget, data: bytes) -> bytes:
     return bytes(encoded["body"])
 
 
+class _HandedOverBody(aiohttp.BytesPayload):
+    """A push request body followed, once it is in the kernel, by the hand-over record
+    (:mod:`avisos_dispatcher.handover`). The push service acts on nothing before the last
+    byte of the announced Content-Length. A body (at most 4 KiB) goes to the kernel in the
+    write itself, so it is not split the way SMTP's final dot is; should it not all fit,
+    the record waits for the rest, which only widens the at-least-once window."""
+
+    def __init__(self, value: bytes, hand_over: HandOver) -> None:
+        super().__init__(value, content_type="application/octet-stream")
+        self.hand_over = hand_over
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        data = bytes(self._value)[:content_length]
+        transport = getattr(writer, "transport", None)
+        async with self.hand_over:  # may wait for a database connection: nothing sent yet
+            await writer.write(data)
+            await in_kernel(transport)  # returns at once when the kernel took it all
+            try:
+                await self.hand_over.mark()
+            except Exception:  # the byte is out; without the record a retake sends again
+                log.warning("could not record the hand-over", exc_info=True)
+
+
+def _handed_over(target: PushTarget) -> AttemptRecord:
+    now = utcnow()
+    return AttemptRecord(
+        provider=PROVIDER,
+        status="sent",
+        started_at=now,
+        finished_at=now,
+        target=str(target.id),
+        error="handed to the push service before a dispatcher crash; not sent again",
+    )
+
+
 def topic_for(msg: PushDelivery) -> str:
     return base64.urlsafe_b64encode(msg.delivery_id.bytes).rstrip(b"=").decode()
 
@@ -153,17 +195,33 @@ class PushHandler(ChannelHandler[PushDelivery]):
                     return SendResult([], PROVIDER)
         if not targets:
             raise NotSent("user has no push subscription", provider=PROVIDER)
+        # In doubt (a dispatcher died sending this): the subscriptions its pushes had
+        # reached (the hand-over record) have the message; they are not sent to again.
+        handed = [_handed_over(t) for t in targets if str(t.id) in claim.handed_over]
+        targets = [t for t in targets if str(t.id) not in claim.handed_over]
+        if not targets:
+            return SendResult(handed, PROVIDER)
         payload = build_payload(msg)
         ttl, urgency = PUSH_POLICY[msg.priority]
         results = await asyncio.gather(
-            *(self._send_one(t, payload, ttl, urgency, topic_for(msg)) for t in targets)
+            *(
+                self._send_one(
+                    t,
+                    payload,
+                    ttl,
+                    urgency,
+                    topic_for(msg),
+                    self.store.hand_over(msg.delivery_id, claim, str(t.id)),
+                )
+                for t in targets
+            )
         )
-        records = [r for r, _ in results]
+        await self.store.push_succeeded(
+            [t.id for t, (r, _) in zip(targets, results, strict=True) if r.status == "sent"]
+        )
+        records = handed + [r for r, _ in results]
         errors = [e for _, e in results if e is not None]
         sent = [r for r in records if r.status == "sent"]
-        await self.store.push_succeeded(
-            [t.id for t, r in zip(targets, records, strict=True) if r.status == "sent"]
-        )
         transient = [e for e in errors if isinstance(e, TransientError)]
         if transient:
             if sent:
@@ -186,7 +244,13 @@ class PushHandler(ChannelHandler[PushDelivery]):
         raise NotSent("every push subscription is gone", provider=PROVIDER)
 
     async def _send_one(
-        self, target: PushTarget, payload: bytes, ttl: int, urgency: str, topic: str
+        self,
+        target: PushTarget,
+        payload: bytes,
+        ttl: int,
+        urgency: str,
+        topic: str,
+        hand_over: HandOver,
     ) -> tuple[AttemptRecord, TransientError | PermanentError | NotSent | None]:
         started = utcnow()
         record = AttemptRecord(
@@ -214,7 +278,12 @@ class PushHandler(ChannelHandler[PushDelivery]):
                 "Urgency": urgency,
                 "Topic": topic,
             }
-            async with self.session().post(target.endpoint, data=body, headers=headers) as resp:
+            request = self.session().post(
+                target.endpoint, data=_HandedOverBody(body, hand_over), headers=headers
+            )
+            async with request as resp:
+                if resp.status not in (200, 201, 202):
+                    await undo_quietly(hand_over)  # refused: the retry may send it
                 # Read (so the connection is reused), decode only for an error message.
                 raw = await resp.read()
                 text = raw[:300].decode("utf-8", "replace") if resp.status >= 300 else ""
@@ -237,6 +306,7 @@ class PushHandler(ChannelHandler[PushDelivery]):
         except RateLimited as exc:
             error = TransientError(str(exc), provider=PROVIDER, retry_after_secs=exc.wait_secs)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            await undo_quietly(hand_over)  # no answer: the retry may send it again
             error = TransientError(
                 f"push service unreachable: {type(exc).__name__}: {exc}", provider=PROVIDER
             )

@@ -113,6 +113,7 @@ class DispatcherSettings(ServiceSettings):
     prefetch: int = 64
     #: Channels this instance consumes.
     channels: list[Literal["email", "sms", "push"]] = ["email", "sms", "push"]
+    #: PostgreSQL connections per pool; an instance opens two (statements, and hand-over records).
     db_pool_size: int = 10
     #: Port of the /healthz, /readyz and /metrics endpoint (0: none).
     metrics_port: int = 0

@@ -13,15 +13,19 @@ import functools
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiosmtplib
 import aiosmtplib.email
+from aiosmtplib.protocol import PERIOD_REGEX, SMTPProtocol, normalize_message_line_endings
 
 from avisos_dispatcher.errors import PermanentError, TransientError
+from avisos_dispatcher.handover import HandOver, in_kernel, undo_quietly
 from avisos_dispatcher.settings import SmtpServer
 
 log = logging.getLogger(__name__)
+
 
 #: Errors that say "this relay is not reachable/usable now", as opposed to "this message".
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (
@@ -86,12 +90,25 @@ class RelayPool:
                 await client.helo()
         return _Conn(client, time.monotonic())
 
-    async def send(self, msg: bytes, sender: str, recipients: list[str]) -> str:
+    async def send(
+        self,
+        msg: bytes,
+        sender: str,
+        recipients: list[str],
+        hand_over: Callable[[str], HandOver] | None = None,
+    ) -> str:
         """Send the rendered message (CRLF, ASCII) on a pooled connection; return the
-        relay's reply to DATA.
+        relay's reply to DATA. With ``hand_over``, the final dot of DATA is recorded as it
+        leaves (see :class:`avisos_dispatcher.store.HandOver`).
 
         Raise :class:`RelayDown` when the relay is unusable, PermanentError/TransientError
         for what the relay said about this message."""
+
+        async def transact(client: aiosmtplib.SMTP) -> str:
+            return await _transaction(
+                client, msg, sender, recipients, self.timeout_secs, hand_over, self.name
+            )
+
         async with self._slots:
             conn = self._idle.pop() if self._idle else None
             reused = conn is not None
@@ -99,9 +116,7 @@ class RelayPool:
                 if conn is None:
                     conn = await self._open()
                 try:
-                    reply = await _transaction(
-                        conn.client, msg, sender, recipients, self.timeout_secs
-                    )
+                    reply = await transact(conn.client)
                 except aiosmtplib.SMTPServerDisconnected:
                     if not reused:
                         raise
@@ -110,9 +125,7 @@ class RelayPool:
                     # twice; relays close idle connections before, not during, a session.)
                     await _close(conn)
                     conn = await self._open()
-                    reply = await _transaction(
-                        conn.client, msg, sender, recipients, self.timeout_secs
-                    )
+                    reply = await transact(conn.client)
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 # The session is mid-transaction after a refusal: do not reuse it.
                 await _close_quietly(conn)
@@ -176,7 +189,13 @@ def _envelope_address(address: str) -> bytes:
 
 
 async def _transaction(
-    client: aiosmtplib.SMTP, msg: bytes, sender: str, recipients: list[str], timeout_secs: float
+    client: aiosmtplib.SMTP,
+    msg: bytes,
+    sender: str,
+    recipients: list[str],
+    timeout_secs: float,
+    hand_over: Callable[[str], HandOver] | None = None,
+    relay: str = "",
 ) -> str:
     """MAIL, RCPT (each), DATA: ``SMTP.sendmail`` without its per-message work we do not
     need (parsing every address twice with the ``email`` package, EHLO and lock checks: the
@@ -205,7 +224,54 @@ async def _transaction(
                 )
         if len(refused) == len(recipients):
             raise aiosmtplib.SMTPRecipientsRefused(refused)
-        return (await client.data(msg, timeout=None)).message
+        if hand_over is None:
+            return (await client.data(msg, timeout=None)).message
+        if client.protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        try:
+            return await _data_handing_over(client.protocol, msg, hand_over(relay))
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+            client.close()  # as SMTP.data does
+            raise
+
+
+async def _data_handing_over(protocol: SMTPProtocol, msg: bytes, hand_over: HandOver) -> str:
+    """DATA in two steps: everything but the final dot, then the dot and, in the same
+    synchronous step, the hand-over record. Like ``SMTPProtocol.execute_data_command``
+    (whose lock and reply flag it uses: aiosmtplib is pinned in uv.lock) otherwise."""
+    lock = protocol._command_lock
+    if lock is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    body = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(msg))
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    async with lock:
+        protocol._response_pending = True
+        protocol.write(b"DATA\r\n")
+        start = await protocol.read_response(timeout=None)
+        if start.code != aiosmtplib.SMTPStatus.start_input:
+            raise aiosmtplib.SMTPDataError(start.code, start.message)
+        protocol.write(body)
+        async with hand_over:  # may wait for a database connection: nothing delivered yet
+            # The dot must not sit in this process's buffer behind the body: a kill would
+            # drop both while the record says "handed over".
+            await in_kernel(protocol.transport)
+            protocol._response_pending = True
+            protocol.write(b".\r\n")
+            await in_kernel(protocol.transport)  # returns at once when the kernel took the 3 bytes
+            try:
+                await hand_over.mark()
+            except Exception:  # the dot is out; without the record a retake sends again
+                log.warning("could not record the hand-over", exc_info=True)
+        try:
+            response = await protocol.read_response(timeout=None)
+        except BaseException:
+            await undo_quietly(hand_over)  # no answer: the retry may send it again
+            raise
+        if response.code != aiosmtplib.SMTPStatus.completed:
+            await undo_quietly(hand_over)
+            raise aiosmtplib.SMTPDataError(response.code, response.message)
+    return response.message
 
 
 async def _close_quietly(conn: _Conn | None) -> None:
@@ -228,14 +294,20 @@ class SmtpFailover:
         self.pools = pools
         self.cooldown_secs = cooldown_secs
 
-    async def send(self, msg: bytes, sender: str, recipients: list[str]) -> tuple[str, str]:
+    async def send(
+        self,
+        msg: bytes,
+        sender: str,
+        recipients: list[str],
+        hand_over: Callable[[str], HandOver] | None = None,
+    ) -> tuple[str, str]:
         """Return (provider name, relay reply). TransientError when no relay could take it."""
         now = time.monotonic()
         candidates = [p for p in self.pools if p.down_until <= now] or list(self.pools)
         errors: list[str] = []
         for pool in candidates:
             try:
-                reply = await pool.send(msg, sender, recipients)
+                reply = await pool.send(msg, sender, recipients, hand_over)
             except RelayDown as exc:
                 pool.down_until = time.monotonic() + self.cooldown_secs
                 errors.append(str(exc))

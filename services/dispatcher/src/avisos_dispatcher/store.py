@@ -12,9 +12,10 @@ Claim protocol (one row per ``delivery_id`` in ``deliveries``):
 3. :meth:`Store.finish` writes the outcome and the attempt rows in one statement, only if
    the claim token still matches, and the caller acks after it returns.
 
-The only duplicate window is between step 2 (provider accepted) and step 3 (commit): if
-the process dies there, the claim expires and is retaken in doubt; a channel whose provider
-can be read back (SMS) looks for the message first, the others send again (at-least-once).
+A process that dies between step 2 (provider accepted) and step 3 (commit) leaves a claim
+that is retaken *in doubt*: the next sender first looks at the hand-over record that email
+and push write as their last bytes leave (:mod:`avisos_dispatcher.handover`), or asks
+Twilio (SMS), and records instead of sending again what the provider already has.
 
 Claims, records, subscription look-ups and ``last_success_at`` updates of concurrent
 deliveries are coalesced into one statement each (:mod:`avisos_dispatcher.batching`):
@@ -32,7 +33,9 @@ from typing import Any, Literal
 
 import asyncpg  # type: ignore[import-untyped]
 
+from avisos_dispatcher import handover
 from avisos_dispatcher.batching import Coalescer
+from avisos_dispatcher.handover import HandOver
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,9 @@ class Claimed:
     #: died (the crash window), so every later attempt first asks a provider that can be
     #: asked (ChannelHandler.reconcile). Kept through retries until the outcome is known.
     in_doubt_since: dt.datetime | None = None
+    #: Where the dead dispatcher's last bytes went (:class:`HandOver`): the SMTP relay or
+    #: the push subscriptions that have the message.
+    handed_over: tuple[str, ...] = ()
 
     @property
     def retaken(self) -> bool:
@@ -116,7 +122,7 @@ ON CONFLICT (delivery_id) DO UPDATE
                               ELSE d.in_doubt_since END
     WHERE d.status = 'retrying'
        OR (d.status = 'sending' AND d.claimed_at < now() - make_interval(secs => $6))
-RETURNING d.attempts, d.in_doubt_since
+RETURNING d.attempts, d.in_doubt_since, d.handed_over
 """
 
 _CLAIM_STATE_SQL = """
@@ -132,7 +138,7 @@ WITH upd AS (
     UPDATE deliveries
        SET status = $2, provider = COALESCE($3, provider),
            provider_message_id = COALESCE($4, provider_message_id),
-           last_error = $5, claim_token = NULL, updated_at = now()
+           last_error = $5, claim_token = NULL, handed_over = NULL, updated_at = now()
      WHERE delivery_id = $1 AND claim_token = $6
     RETURNING delivery_id
 ), ins AS (
@@ -184,7 +190,7 @@ ON CONFLICT (delivery_id) DO UPDATE
                               ELSE d.in_doubt_since END
     WHERE d.status = 'retrying'
        OR (d.status = 'sending' AND d.claimed_at < now() - make_interval(secs => $6))
-RETURNING d.delivery_id, d.attempts, d.in_doubt_since
+RETURNING d.delivery_id, d.attempts, d.in_doubt_since, d.handed_over
 """
 
 _CLAIM_STATE_BATCH_SQL = """
@@ -204,7 +210,7 @@ WITH i AS (
     UPDATE deliveries AS d
        SET status = i.status, provider = COALESCE(i.provider, d.provider),
            provider_message_id = COALESCE(i.provider_message_id, d.provider_message_id),
-           last_error = i.error, claim_token = NULL, updated_at = now()
+           last_error = i.error, claim_token = NULL, handed_over = NULL, updated_at = now()
       FROM i
      WHERE d.delivery_id = i.delivery_id AND d.claim_token = i.token
     RETURNING d.delivery_id
@@ -277,7 +283,8 @@ def _attempt_arrays(attempts: list[AttemptRecord]) -> list[list[Any]]:
 
 
 def _claimed(token: uuid.UUID, row: asyncpg.Record) -> Claimed:
-    return Claimed(token, int(row["attempts"]), row["in_doubt_since"])
+    handed_over = tuple(row["handed_over"] or ()) if row["in_doubt_since"] is not None else ()
+    return Claimed(token, int(row["attempts"]), row["in_doubt_since"], handed_over)
 
 
 async def _no_session_state_to_reset(conn: asyncpg.Connection) -> None:
@@ -291,8 +298,11 @@ class Store:
     """The dispatcher's statements. ``batch=False`` runs every call as its own statement
     (the batched and the single forms must behave the same; tests run both)."""
 
-    def __init__(self, pool: asyncpg.Pool, *, batch: bool = True) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, batch: bool = True, handover_pool: asyncpg.Pool
+    ) -> None:
         self.pool = pool
+        self.handover_pool = handover_pool
         self.batch = batch
         self._claims: dict[float, Coalescer[_ClaimRequest, ClaimResult]] = {}
         # Outcomes do not queue behind a statement in flight: between the provider's
@@ -313,7 +323,7 @@ class Store:
             dsn, min_size=1, max_size=size, reset=_no_session_state_to_reset
         )
         assert pool is not None
-        return cls(pool, batch=batch)
+        return cls(pool, batch=batch, handover_pool=await handover.open_pool(dsn, size))
 
     async def close(self) -> None:
         coalescers: list[Coalescer[Any, Any]] = [
@@ -327,6 +337,7 @@ class Store:
             extra={c.name: f"{c.requests} requests in {c.batches} statements" for c in coalescers},
         )
         await self.pool.close()
+        await self.handover_pool.close()
 
     async def claim(
         self,
@@ -508,6 +519,10 @@ class Store:
             delivery_id,
         )
         return {str(r["target"]) for r in rows}
+
+    def hand_over(self, delivery_id: uuid.UUID, claim: Claimed, target: str) -> HandOver:
+        """See :class:`HandOver`."""
+        return HandOver(self.handover_pool, delivery_id, claim.token, target)
 
     async def recorded_provider_ids(self, ids: list[str]) -> set[str]:
         """The provider message ids among ``ids`` that some delivery already recorded (a

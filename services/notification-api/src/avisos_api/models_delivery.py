@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, Text, func
+from sqlalchemy import ARRAY, BigInteger, ForeignKey, Integer, LargeBinary, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from avisos_api.models import Base
@@ -34,6 +34,9 @@ class Delivery(Base):
     claimed_at: Mapped[dt.datetime | None]
     #: Set when a claim was taken over from a dispatcher that died holding it (0005).
     in_doubt_since: Mapped[dt.datetime | None]
+    #: Where the last bytes went before the provider answered (the SMTP relay, the push
+    #: subscriptions), until the outcome is recorded (0005).
+    handed_over: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())

@@ -1,4 +1,10 @@
-"""deliveries.in_doubt_since: when a dispatcher died holding the delivery's claim.
+"""deliveries.in_doubt_since and handed_over: what a dispatcher that died mid-send left.
+
+``handed_over`` lists where a message's last bytes went before the provider answered: the
+SMTP relay (after the final ``.`` of DATA) or the push subscriptions (after the last byte of
+the request body). It is cleared with every recorded outcome, so a dispatcher that finds it
+on a claim it takes over knows the dead one's message reached those, and does not send it
+to them again.
 
 Set by the dispatcher's claim statement when it takes over a ``sending`` claim whose lease
 ran out (that dispatcher may have got the message accepted before dying), and kept through
@@ -25,7 +31,9 @@ def upgrade() -> None:
     op.add_column(
         "deliveries", sa.Column("in_doubt_since", sa.DateTime(timezone=True), nullable=True)
     )
+    op.add_column("deliveries", sa.Column("handed_over", sa.ARRAY(sa.Text()), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("deliveries", "handed_over")
     op.drop_column("deliveries", "in_doubt_since")

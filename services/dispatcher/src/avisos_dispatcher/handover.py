@@ -1,0 +1,142 @@
+"""The hand-over record: where a message's last bytes went before the provider answered.
+
+SMTP relays and push services cannot be asked later whether a message arrived, so the one
+moment that decides it, the last bytes of the request leaving, is recorded as it happens
+(``deliveries.handed_over``). A dispatcher that takes over the claim of one that died finds
+the record and does not send to those targets again. :func:`in_kernel` is what makes the
+record honest: it is written only once the bytes are in the kernel's send buffer, which
+delivers them even if the process is killed the next instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any, cast
+
+import asyncpg  # type: ignore[import-untyped]
+
+log = logging.getLogger(__name__)
+
+#: How often a sender looks whether what it wrote has left for the kernel (only when it
+#: did not all fit the socket buffer at once).
+FLUSH_POLL_SECS = 0.002
+
+
+def unsent_bytes(transport: asyncio.BaseTransport | None) -> int:
+    """Bytes written to ``transport`` that are still in this process.
+
+    Raise ConnectionError when the transport is gone."""
+    if transport is None or transport.is_closing():
+        raise ConnectionError("connection lost before the last bytes left")
+    unsent = cast(asyncio.WriteTransport, transport).get_write_buffer_size()
+    # Over TLS, asyncio's SSL transport counts only what it has not yet encrypted; the
+    # socket transport beneath holds the rest.
+    inner: Any = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+    if inner is not None:
+        unsent += inner.get_write_buffer_size()
+    return int(unsent)
+
+
+async def in_kernel(transport: asyncio.BaseTransport | None) -> None:
+    """Return once everything written to ``transport`` is in the kernel's send buffer,
+    without awaiting anything when it already is (the usual case)."""
+    # No event to wait for: a transport signals "drained" only after crossing its
+    # high-water mark, and a few KiB never do.
+    while unsent_bytes(transport):  # noqa: ASYNC110
+        await asyncio.sleep(FLUSH_POLL_SECS)
+
+
+MARK_SQL = (
+    "UPDATE deliveries SET handed_over = array_append(handed_over, $3)"
+    " WHERE delivery_id = $1 AND claim_token = $2"
+)
+UNDO_SQL = (
+    "UPDATE deliveries SET handed_over = array_remove(handed_over, $3)"
+    " WHERE delivery_id = $1 AND claim_token = $2"
+)
+
+
+async def open_pool(dsn: str, size: int) -> asyncpg.Pool:
+    """The connections hand-over records are written on.
+
+    The record must outlive the dispatcher, not PostgreSQL: these sessions commit without
+    waiting for the WAL flush (``synchronous_commit = off``), so a record is visible at once
+    to the dispatcher that takes over, and only a database crash in the next few hundred
+    ms could lose one (then the message is sent again: at-least-once, never lost). Each
+    connection prepares the two statements when it opens, so that a mark is written in the
+    same synchronous step as the bytes it records (asyncpg writes a cached statement's
+    Bind/Execute before it first suspends)."""
+
+    async def prepare(conn: asyncpg.Connection) -> None:
+        nobody = (uuid.UUID(int=0), uuid.UUID(int=0), "")
+        await conn.execute(MARK_SQL, *nobody)
+        await conn.execute(UNDO_SQL, *nobody)
+
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=size,
+        server_settings={"synchronous_commit": "off"},
+        init=prepare,
+        reset=_nothing_to_reset,
+    )
+    assert pool is not None
+    return pool
+
+
+async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
+    """These connections keep no session state beyond their prepared statements."""
+
+
+class HandOver:
+    """Records that a message's last bytes left for one target, on a connection of its own.
+
+    For providers that cannot be asked later whether a message arrived (an SMTP relay, a
+    push service): the sender writes everything but the last bytes (the final ``.`` of
+    DATA, the last byte of an HTTP body; the provider acts on nothing before them), enters
+    this context (which may wait for a connection: nothing is delivered yet), writes the
+    last bytes, waits until they are in the kernel's send buffer, and awaits :meth:`mark`.
+    A process killed at any moment then leaves either no mark (the bytes may have left: sent
+    again, at-least-once as without this) or a mark with the bytes already in the kernel,
+    which delivers them after the process is gone; and the mark's UPDATE leaves within the
+    same synchronous step (asyncpg's simple-query path writes before it first suspends).
+    The sender must call :meth:`undo` when the provider refuses or does not answer.
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool, delivery_id: uuid.UUID, claim_token: uuid.UUID, target: str
+    ) -> None:
+        self.pool = pool
+        self._args = (delivery_id, claim_token, target)
+        self._conn: asyncpg.Connection | None = None
+
+    async def __aenter__(self) -> HandOver:
+        self._conn = await self.pool.acquire()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            await self.pool.release(self._conn)
+            self._conn = None
+
+    async def mark(self) -> None:
+        conn, self._conn = self._conn, None
+        assert conn is not None, "enter the HandOver first"
+        try:
+            await conn.execute(MARK_SQL, *self._args)
+        finally:
+            await self.pool.release(conn)  # not held while the provider answers
+
+    async def undo(self) -> None:
+        await self.pool.execute(UNDO_SQL, *self._args)
+
+
+async def undo_quietly(hand_over: HandOver) -> None:
+    """:meth:`HandOver.undo`, logging a failure: the outcome record that follows (which the
+    caller writes next) clears the hand-over as well."""
+    try:
+        await hand_over.undo()
+    except Exception:
+        log.warning("could not clear the hand-over record", exc_info=True)
