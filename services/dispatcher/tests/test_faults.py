@@ -8,8 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,15 @@ def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+@dataclass(frozen=True)
+class _Killed:
+    rows: list[asyncpg.Record]
+    #: Messages at the provider when the killed process had exited.
+    arrived: int
+    #: time.monotonic() just before the SIGKILL was sent.
+    signal_at: float
+
+
 async def _kill_mid_batch_and_restart(
     env: dict[str, str],
     log: Path,
@@ -75,19 +86,19 @@ async def _kill_mid_batch_and_restart(
     channel: str,
     await_accepted: Callable[..., Awaitable[object]],
     accepted: Callable[[], int],
-) -> tuple[list[asyncpg.Record], int]:
+) -> _Killed:
     """Run a dispatcher process on the batch, SIGKILL it once a quarter was accepted,
-    start another, and return every delivery's final row (all sent) and the count accepted
-    at the kill."""
+    start another, and wait until every delivery's row is final (all must be sent)."""
     proc = _start(env, log)
     try:
         for m in msgs:
             await publish(publisher, m, channel)
         await await_accepted(len(msgs) // 4, timeout_secs=30)
+        signal_at = time.monotonic()
         proc.send_signal(signal.SIGKILL)  # mid-batch, no chance to finish anything
         proc.wait(10)
-        killed_at = accepted()
-        assert killed_at < len(msgs), "the batch finished before the kill; nothing was tested"
+        arrived = accepted()
+        assert arrived < len(msgs), "the batch finished before the kill; nothing was tested"
         proc = _start(env, log)
         rows = [await final_status(db, m.delivery_id, timeout_secs=60) for m in msgs]
     finally:
@@ -96,19 +107,58 @@ async def _kill_mid_batch_and_restart(
     if not all(r["status"] == "sent" for r in rows):
         tail = await asyncio.to_thread(log.read_text)
         raise AssertionError(f"not all sent: {tail[-2000:]}")
-    return rows, killed_at
+    return _Killed(rows, arrived, signal_at)
+
+
+async def _check_each_once(
+    db: asyncpg.Pool,
+    log: Path,
+    killed: _Killed,
+    wanted: list[str],
+    arrivals: list[tuple[str, float]],
+    *,
+    last_write_window: bool,
+) -> int:
+    """Every wanted message (``delivery_id`` or ``delivery_id/target``) reached the provider,
+    nothing else did, and nothing twice, with one exception when ``last_write_window``: a
+    message whose first copy reached the provider only after the kill signal was sent, i.e.
+    last bytes the dispatcher had written (corked) but not yet recorded when it died, which
+    the kernel delivered as the process closed: the microseconds between two writes that
+    docs/channels.md calls the one duplicate left. A copy that arrived while the dispatcher
+    lived was uncorked after its record committed, so a second one is always a failure.
+    Returns how many messages took that exception."""
+    copies: dict[str, list[float]] = collections.defaultdict(list)
+    for key, at in arrivals:
+        copies[key].append(at)
+    lost = [k for k in wanted if k not in copies]
+    unexpected = sorted(set(copies) - set(wanted))
+    in_window = {
+        k
+        for k, ts in copies.items()
+        if last_write_window and len(ts) == 2 and ts[0] >= killed.signal_at
+    }
+    twice = {k: ts for k, ts in copies.items() if len(ts) > 1 and k not in in_window}
+    if lost or unexpected or twice:
+        raise AssertionError(
+            f"lost {lost}, unexpected {unexpected}, twice {sorted(twice)}\n"
+            + await _explain(db, log, killed, [*lost, *twice], arrivals)
+        )
+    return len(in_window)
 
 
 async def _explain(
-    db: asyncpg.Pool, received: dict[uuid.UUID, Any], log: Path, want: object = 1
+    db: asyncpg.Pool,
+    log: Path,
+    killed: _Killed,
+    keys: list[str],
+    arrivals: list[tuple[str, float]],
 ) -> str:
-    """For a failed exactly-once check: each delivery received other than ``want`` times,
-    with its row, its attempts and the dispatcher log lines naming it."""
+    """Each message's arrivals at the provider (seconds after the kill signal), its
+    delivery row, its attempts and the dispatcher log lines naming it."""
     text = await asyncio.to_thread(log.read_text)
-    lines = []
-    for delivery_id, count in received.items():
-        if count == want:
-            continue
+    lines = [f"{killed.arrived} messages had arrived when the killed process had exited"]
+    for key in keys:
+        delivery_id = uuid.UUID(key.split("/")[0])
         row = await db.fetchrow(
             "SELECT status, attempts, in_doubt_since, handed_over, provider_message_id"
             " FROM deliveries WHERE delivery_id = $1",
@@ -120,8 +170,9 @@ async def _explain(
             delivery_id,
         )
         logged = [line for line in text.splitlines() if str(delivery_id) in line]
+        at = [(i, round(t - killed.signal_at, 4)) for i, (k, t) in enumerate(arrivals) if k == key]
         lines.append(
-            f"{delivery_id} received {count}: {dict(row) if row else None}"
+            f"{key} arrived {at}: {dict(row) if row else None}"
             f" attempts={[dict(t) for t in tries]} log={logged[-5:]}"
         )
     return "\n".join(lines)
@@ -138,7 +189,7 @@ async def _found_in_the_window(db: asyncpg.Pool, msgs: list[Any], note: str) -> 
 
 
 @pytest.mark.parametrize("hold_reply_secs", [0.0, 0.5], ids=["relay-answers-at-once", "relay-slow"])
-async def test_sigkill_mid_batch_of_emails_delivers_each_exactly_once(
+async def test_sigkill_mid_batch_of_emails_sends_each_once_save_the_last_write_window(
     base_settings: dict[str, Any],
     publisher: Publisher,
     db: asyncpg.Pool,
@@ -164,23 +215,30 @@ async def test_sigkill_mid_batch_of_emails_delivers_each_exactly_once(
             )
             for i in range(BATCH)
         ]
-        rows, killed_at = await _kill_mid_batch_and_restart(
+        killed = await _kill_mid_batch_and_restart(
             env, log, publisher, db, msgs, "email", sink.await_count, lambda: len(sink.messages)
         )
-        counts = collections.Counter(str(m.parse()["X-Avisos-Delivery"]) for m in sink.messages)
-        wrong = {m.delivery_id: counts[str(m.delivery_id)] for m in msgs}
-        assert all(n == 1 for n in wrong.values()), await _explain(db, wrong, log)
-        assert len(sink.messages) == BATCH  # nothing unexpected
-        message_ids = {
-            str(m.parse()["X-Avisos-Delivery"]): m.parse()["Message-ID"] for m in sink.messages
-        }
-        assert [r["provider_message_id"] for r in rows] == [
+        parsed = [(m.parse(), m.received_at) for m in sink.messages]
+        in_window = await _check_each_once(
+            db,
+            log,
+            killed,
+            [str(m.delivery_id) for m in msgs],
+            [(str(p["X-Avisos-Delivery"]), at) for p, at in parsed],
+            last_write_window=True,
+        )
+        # Each delivery recorded its message's Message-ID.
+        message_ids = {str(p["X-Avisos-Delivery"]): p["Message-ID"] for p, _ in parsed}
+        assert [r["provider_message_id"] for r in killed.rows] == [
             message_ids[str(m.delivery_id)] for m in msgs
         ]
         found = await _found_in_the_window(db, msgs, "not sent again")
         if hold_reply_secs:
             assert found > 0, "no message was inside the crash window at the kill"
-        print(f"killed after {killed_at} accepted; handed over, not sent again: {found}")
+        print(
+            f"{killed.arrived} arrived by the kill; handed over, not sent again: {found};"
+            f" sent again from the last-write window: {in_window}"
+        )
 
 
 async def test_sigkill_mid_batch_of_sms_sends_each_exactly_once(
@@ -219,22 +277,27 @@ async def test_sigkill_mid_batch_of_sms_sends_each_exactly_once(
             )
             for i in range(BATCH)
         ]
-        rows, killed_at = await _kill_mid_batch_and_restart(
+        killed = await _kill_mid_batch_and_restart(
             env, log, publisher, db, msgs, "sms", twilio.await_count, lambda: len(twilio.messages)
         )
-        counts = collections.Counter(m.body for m in twilio.messages)
-        wrong = {m.delivery_id: counts[m.body] for m in msgs}
-        assert all(n == 1 for n in wrong.values()), await _explain(db, wrong, log)
-        assert len(twilio.messages) == BATCH  # nothing unexpected
+        delivery_of = {m.body: str(m.delivery_id) for m in msgs}
+        await _check_each_once(
+            db,
+            log,
+            killed,
+            [str(m.delivery_id) for m in msgs],
+            [(delivery_of.get(sms.body, sms.body), 0.0) for sms in twilio.messages],
+            last_write_window=False,  # the look-up at Twilio has no such window
+        )
         # Each delivery recorded the SID of its one message (status callbacks find it).
         by_body = {m.body: m.sid for m in twilio.messages}
-        assert [r["provider_message_id"] for r in rows] == [by_body[m.body] for m in msgs]
+        assert [r["provider_message_id"] for r in killed.rows] == [by_body[m.body] for m in msgs]
         found = await _found_in_the_window(db, msgs, "not sent again")
         assert found > 0, "no message was inside the crash window at the kill"
-        print(f"killed after {killed_at} accepted; found at Twilio, not sent again: {found}")
+        print(f"{killed.arrived} arrived by the kill; found at Twilio, not sent again: {found}")
 
 
-async def test_sigkill_mid_batch_of_pushes_sends_each_exactly_once(
+async def test_sigkill_mid_batch_of_pushes_sends_each_once_save_the_last_write_window(
     base_settings: dict[str, Any],
     publisher: Publisher,
     db: asyncpg.Pool,
@@ -270,7 +333,7 @@ async def test_sigkill_mid_batch_of_pushes_sends_each_exactly_once(
             PushDelivery(delivery_id=uuid.uuid4(), user_id=user, title=f"#{i}", body="batch")
             for i in range(BATCH)
         ]
-        rows, killed_at = await _kill_mid_batch_and_restart(
+        killed = await _kill_mid_batch_and_restart(
             env,
             log,
             publisher,
@@ -280,22 +343,24 @@ async def test_sigkill_mid_batch_of_pushes_sends_each_exactly_once(
             push_service.await_count,
             lambda: len(push_service.received),
         )
-        assert len(rows) == BATCH
-        counts = collections.Counter(
-            (str(r.payload["delivery_id"]), r.subscription_id)
-            for r in push_service.received
-            if r.payload is not None
-        )
         sub_ids = [PushService.subscription_id(sub["endpoint"]) for sub in subs]
-        wanted = {(str(m.delivery_id), sid): 1 for m in msgs for sid in sub_ids}
-        per_delivery = {
-            m.delivery_id: [counts[(str(m.delivery_id), sid)] for sid in sub_ids] for m in msgs
-        }
-        assert dict(counts) == wanted, await _explain(db, per_delivery, log, want=[1, 1])
-        assert len(push_service.received) == len(wanted)  # nothing unexpected
+        in_window = await _check_each_once(
+            db,
+            log,
+            killed,
+            [f"{m.delivery_id}/{sid}" for m in msgs for sid in sub_ids],
+            [
+                (f"{(r.payload or {}).get('delivery_id')}/{r.subscription_id}", r.received_at)
+                for r in push_service.received
+            ],
+            last_write_window=True,
+        )
         found = await _found_in_the_window(db, msgs, "not sent again")
         assert found > 0, "no push was inside the crash window at the kill"
-        print(f"killed after {killed_at} accepted; handed over, not sent again: {found}")
+        print(
+            f"{killed.arrived} arrived by the kill; handed over, not sent again: {found};"
+            f" sent again from the last-write window: {in_window}"
+        )
 
 
 async def test_poison_message_is_dead_lettered_while_the_rest_flow(

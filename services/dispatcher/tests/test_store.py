@@ -12,7 +12,6 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from avisos_common.messages import utcnow
-from avisos_dispatcher.handover import in_kernel
 from avisos_dispatcher.store import AlreadyDone, AttemptRecord, Busy, Claimed, Store
 from avisos_testkit.infra import Backing
 
@@ -215,40 +214,3 @@ async def test_hand_over_records_targets_until_the_outcome(
     assert await handed_over() == ["sub-b", "it's quoted"]
     assert await _finish(store, d, second, user)
     assert await handed_over() is None
-
-
-class _FakeTransport(asyncio.WriteTransport):
-    """Reports ``unsent`` bytes, handing ``per_poll`` of them to the "kernel" per look."""
-
-    def __init__(self, unsent: int, per_poll: int = 0, closing: bool = False) -> None:
-        super().__init__()
-        self.unsent, self.per_poll, self.closing, self.polls = unsent, per_poll, closing, 0
-
-    def get_write_buffer_size(self) -> int:
-        self.polls += 1
-        left = self.unsent
-        self.unsent = max(0, self.unsent - self.per_poll)
-        return left
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-
-def test_in_kernel_does_not_suspend_when_everything_left() -> None:
-    """The hand-over record must follow the last bytes in the same synchronous step."""
-    coro = in_kernel(_FakeTransport(0))
-    with pytest.raises(StopIteration):
-        coro.send(None)  # ran to the end without awaiting anything
-
-
-async def test_in_kernel_waits_for_bytes_still_in_the_process() -> None:
-    transport = _FakeTransport(3000, per_poll=1000)
-    await in_kernel(transport)
-    assert transport.unsent == 0 and transport.polls == 4
-
-
-async def test_in_kernel_refuses_a_closing_connection() -> None:
-    with pytest.raises(ConnectionError):
-        await in_kernel(_FakeTransport(0, closing=True))
-    with pytest.raises(ConnectionError):
-        await in_kernel(None)

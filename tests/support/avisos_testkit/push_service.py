@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import http_ece
@@ -54,6 +54,8 @@ class PushReceived:
     payload: dict[str, Any] | None
     size: int
     claims: dict[str, Any] | None
+    #: When the whole request had arrived (time.monotonic()).
+    received_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import email
 import email.policy
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
@@ -29,6 +29,8 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    #: When the whole message had arrived (time.monotonic()).
+    received_at: float = field(default_factory=time.monotonic)
 
     def parse(self) -> EmailMessage:
         msg = email.message_from_bytes(self.data, policy=email.policy.default)

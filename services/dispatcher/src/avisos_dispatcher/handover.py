@@ -3,16 +3,22 @@
 SMTP relays and push services cannot be asked later whether a message arrived, so the one
 moment that decides it, the last bytes of the request leaving, is recorded as it happens
 (``deliveries.handed_over``). A dispatcher that takes over the claim of one that died finds
-the record and does not send to those targets again. :func:`in_kernel` is what makes the
-record honest: it is written only once the bytes are in the kernel's send buffer, which
-delivers them even if the process is killed the next instant.
+the record and does not send to those targets again. Two things make the record honest
+(:meth:`HandOver.send_last`): it is written only once the bytes are in the kernel's send
+buffer (:func:`in_kernel`), which delivers them even if the process is killed the next
+instant; and the socket stays corked (:func:`corked`) until the record has committed, so
+the provider never sees the last bytes of a message that has no record yet. What is left is
+a kill between the two writes (microseconds of CPU): the message is sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
 import asyncpg  # type: ignore[import-untyped]
@@ -37,6 +43,24 @@ def unsent_bytes(transport: asyncio.BaseTransport | None) -> int:
     if inner is not None:
         unsent += inner.get_write_buffer_size()
     return int(unsent)
+
+
+@contextlib.contextmanager
+def corked(transport: asyncio.BaseTransport | None) -> Iterator[None]:
+    """Hold back partial TCP segments of ``transport``'s socket inside the block (Linux
+    ``TCP_CORK``; elsewhere, or without a TCP socket, a no-op). Uncorking sends them. Linux
+    holds corked data for at most 200 ms."""
+    cork = getattr(socket, "TCP_CORK", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if cork is None or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        yield
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # the connection may be gone by now
+            sock.setsockopt(socket.IPPROTO_TCP, cork, 0)
 
 
 async def in_kernel(transport: asyncio.BaseTransport | None) -> None:
@@ -120,6 +144,30 @@ class HandOver:
         if self._conn is not None:
             await self.pool.release(self._conn)
             self._conn = None
+
+    async def send_last(
+        self, transport: asyncio.BaseTransport | None, write_last: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Write the last bytes of the message (``write_last``) and record that they left.
+
+        Call inside the context, after everything before the last bytes was written. Waits
+        until that is in the kernel (a kill must not drop it while the record says "handed
+        over"), corks the socket, writes the last bytes, waits until they are in the kernel,
+        writes the record, and uncorks once it has committed: the provider sees the last
+        bytes only after the record exists, so not even a kill that the provider's receipt
+        sets off (tests do exactly that) can fall between the two. A kill between the last
+        bytes and the record's statement still sends the corked bytes (the kernel flushes
+        them on close): sent again later, at-least-once, within microseconds of CPU time.
+        A failed record is logged and the message goes anyway (a retake sends it again).
+        """
+        await in_kernel(transport)
+        with corked(transport):
+            await write_last()
+            await in_kernel(transport)
+            try:
+                await self.mark()
+            except Exception:
+                log.warning("could not record the hand-over", exc_info=True)
 
     async def mark(self) -> None:
         conn, self._conn = self._conn, None

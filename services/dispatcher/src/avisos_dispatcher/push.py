@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,7 @@ from pywebpush import WebPusher, WebPushException
 from avisos_common.messages import Priority, PushDelivery, utcnow
 from avisos_dispatcher.base import ChannelHandler, SendResult
 from avisos_dispatcher.errors import NotSent, PermanentError, TransientError, parse_retry_after
-from avisos_dispatcher.handover import HandOver, in_kernel, undo_quietly
+from avisos_dispatcher.handover import HandOver, undo_quietly
 from avisos_dispatcher.ratelimit import RateLimited, TokenBucket
 from avisos_dispatcher.settings import DispatcherSettings
 from avisos_dispatcher.store import AttemptRecord, Claimed, PushTarget, Store
@@ -102,11 +103,10 @@ def encrypt(target: PushTarget, data: bytes) -> bytes:
 
 
 class _HandedOverBody(aiohttp.BytesPayload):
-    """A push request body followed, once it is in the kernel, by the hand-over record
-    (:mod:`avisos_dispatcher.handover`). The push service acts on nothing before the last
-    byte of the announced Content-Length. A body (at most 4 KiB) goes to the kernel in the
-    write itself, so it is not split the way SMTP's final dot is; should it not all fit,
-    the record waits for the rest, which only widens the at-least-once window."""
+    """A push request body written as the "last bytes" of a hand-over
+    (:mod:`avisos_dispatcher.handover`): the push service acts on nothing before the last
+    byte of the announced Content-Length. The body (at most 4 KiB) is not split the way
+    SMTP's final dot is: the headers before it are still in aiohttp's buffer and go with it."""
 
     def __init__(self, value: bytes, hand_over: HandOver) -> None:
         super().__init__(value, content_type="application/octet-stream")
@@ -121,12 +121,7 @@ class _HandedOverBody(aiohttp.BytesPayload):
         data = bytes(self._value)[:content_length]
         transport = getattr(writer, "transport", None)
         async with self.hand_over:  # may wait for a database connection: nothing sent yet
-            await writer.write(data)
-            await in_kernel(transport)  # returns at once when the kernel took it all
-            try:
-                await self.hand_over.mark()
-            except Exception:  # the byte is out; without the record a retake sends again
-                log.warning("could not record the hand-over", exc_info=True)
+            await self.hand_over.send_last(transport, functools.partial(writer.write, data))
 
 
 def _handed_over(target: PushTarget) -> AttemptRecord:

@@ -21,7 +21,7 @@ import aiosmtplib.email
 from aiosmtplib.protocol import PERIOD_REGEX, SMTPProtocol, normalize_message_line_endings
 
 from avisos_dispatcher.errors import PermanentError, TransientError
-from avisos_dispatcher.handover import HandOver, in_kernel, undo_quietly
+from avisos_dispatcher.handover import HandOver, undo_quietly
 from avisos_dispatcher.settings import SmtpServer
 
 log = logging.getLogger(__name__)
@@ -252,17 +252,13 @@ async def _data_handing_over(protocol: SMTPProtocol, msg: bytes, hand_over: Hand
         if start.code != aiosmtplib.SMTPStatus.start_input:
             raise aiosmtplib.SMTPDataError(start.code, start.message)
         protocol.write(body)
-        async with hand_over:  # may wait for a database connection: nothing delivered yet
-            # The dot must not sit in this process's buffer behind the body: a kill would
-            # drop both while the record says "handed over".
-            await in_kernel(protocol.transport)
+
+        async def write_dot() -> None:
             protocol._response_pending = True
             protocol.write(b".\r\n")
-            await in_kernel(protocol.transport)  # returns at once when the kernel took the 3 bytes
-            try:
-                await hand_over.mark()
-            except Exception:  # the dot is out; without the record a retake sends again
-                log.warning("could not record the hand-over", exc_info=True)
+
+        async with hand_over:  # may wait for a database connection: nothing delivered yet
+            await hand_over.send_last(protocol.transport, write_dot)
         try:
             response = await protocol.read_response(timeout=None)
         except BaseException:
