@@ -40,6 +40,21 @@ class DeadLetters:
         ]
 
 
+async def subscribe(db: asyncpg.Pool, user: uuid.UUID, sub: dict[str, Any]) -> uuid.UUID:
+    """Store a browser's push subscription for ``user``; return its id."""
+    sid = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        sid,
+        user,
+        sub["endpoint"],
+        sub["keys"]["p256dh"],
+        sub["keys"]["auth"],
+    )
+    return sid
+
+
 async def delivery_row(db: asyncpg.Pool, delivery_id: uuid.UUID) -> asyncpg.Record | None:
     return await db.fetchrow("SELECT * FROM deliveries WHERE delivery_id = $1", delivery_id)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from dispatch_kit import DeadLetters, RunDispatcher, final_status, publish
+from dispatch_kit import DeadLetters, RunDispatcher, final_status, publish, subscribe
 
 from avisos_common import topology
 from avisos_common.amqp import Publisher
@@ -311,15 +311,7 @@ async def test_sigkill_mid_batch_of_pushes_sends_each_once_save_the_last_write_w
         push_service.hold_response_secs = 0.5
         subs = [push_service.new_subscription() for _ in range(2)]
         for sub in subs:
-            await db.execute(
-                "INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth)"
-                " VALUES ($1, $2, $3, $4, $5)",
-                uuid.uuid4(),
-                user,
-                sub["endpoint"],
-                sub["keys"]["p256dh"],
-                sub["keys"]["auth"],
-            )
+            await subscribe(db, user, sub)
         env = _env(
             base_settings,
             {

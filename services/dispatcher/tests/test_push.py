@@ -5,28 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from dispatch_kit import RunDispatcher, attempts, final_status, publish
+from dispatch_kit import RunDispatcher, attempts, final_status, publish, subscribe
 
 from avisos_common.amqp import Publisher
 from avisos_common.messages import PushDelivery
 from avisos_testkit.push_service import PushService
-
-
-async def _subscribe(db: asyncpg.Pool, user: uuid.UUID, sub: dict[str, Any]) -> uuid.UUID:
-    sid = uuid.uuid4()
-    await db.execute(
-        "INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        sid,
-        user,
-        sub["endpoint"],
-        sub["keys"]["p256dh"],
-        sub["keys"]["auth"],
-    )
-    return sid
 
 
 async def test_push_is_vapid_signed_and_decrypts(
@@ -39,7 +24,7 @@ async def test_push_is_vapid_signed_and_decrypts(
     await run_dispatcher(channels=["push"])
     subs = [push_service.new_subscription() for _ in range(2)]
     for s in subs:
-        await _subscribe(db, user, s)
+        await subscribe(db, user, s)
     ids = {PushService.subscription_id(s["endpoint"]) for s in subs}
     before = len(push_service.received)
     msg = PushDelivery(
@@ -78,8 +63,8 @@ async def test_gone_subscription_is_removed(
 ) -> None:
     await run_dispatcher(channels=["push"])
     live, dead = push_service.new_subscription(), push_service.new_subscription()
-    await _subscribe(db, user, live)
-    dead_id = await _subscribe(db, user, dead)
+    await subscribe(db, user, live)
+    dead_id = await subscribe(db, user, dead)
     push_service.gone.add(PushService.subscription_id(dead["endpoint"]))
     msg = PushDelivery(delivery_id=uuid.uuid4(), user_id=user, title="t", body="b", priority="low")
     await publish(publisher, msg, "push")
@@ -94,7 +79,7 @@ async def test_gone_subscription_is_removed(
     only_dead = push_service.new_subscription()
     other_user = user
     await db.execute("DELETE FROM push_subscriptions WHERE user_id = $1", other_user)
-    await _subscribe(db, other_user, only_dead)
+    await subscribe(db, other_user, only_dead)
     push_service.gone.add(PushService.subscription_id(only_dead["endpoint"]))
     msg2 = PushDelivery(delivery_id=uuid.uuid4(), user_id=other_user, title="t", body="b")
     await publish(publisher, msg2, "push")
@@ -115,7 +100,7 @@ async def test_large_body_truncated_to_fit(
 ) -> None:
     await run_dispatcher(channels=["push"])
     sub = push_service.new_subscription()
-    await _subscribe(db, user, sub)
+    await subscribe(db, user, sub)
     before = len(push_service.received)
     msg = PushDelivery(delivery_id=uuid.uuid4(), user_id=user, title="big", body="ñ€😀" * 2000)
     await publish(publisher, msg, "push")
@@ -136,7 +121,7 @@ async def test_push_retries_transient_failures_without_duplicates(
 ) -> None:
     await run_dispatcher(channels=["push"], concurrency=1)
     sub = push_service.new_subscription()
-    await _subscribe(db, user, sub)
+    await subscribe(db, user, sub)
     sid = PushService.subscription_id(sub["endpoint"])
     push_service.script[:] = [500, 500]
     msg = PushDelivery(delivery_id=uuid.uuid4(), user_id=user, title="t", body="retry")

@@ -118,15 +118,11 @@ class HandOver:
     """Records that a message's last bytes left for one target, on a connection of its own.
 
     For providers that cannot be asked later whether a message arrived (an SMTP relay, a
-    push service): the sender writes everything but the last bytes (the final ``.`` of
-    DATA, the last byte of an HTTP body; the provider acts on nothing before them), enters
-    this context (which may wait for a connection: nothing is delivered yet), writes the
-    last bytes, waits until they are in the kernel's send buffer, and awaits :meth:`mark`.
-    A process killed at any moment then leaves either no mark (the bytes may have left: sent
-    again, at-least-once as without this) or a mark with the bytes already in the kernel,
-    which delivers them after the process is gone; and the mark's UPDATE leaves within the
-    same synchronous step (asyncpg's simple-query path writes before it first suspends).
-    The sender must call :meth:`undo` when the provider refuses or does not answer.
+    push service; they act on nothing before the last bytes: the final ``.`` of DATA, the
+    end of an HTTP body). The sender writes everything before the last bytes, enters this
+    context (which may wait for a connection: nothing is delivered yet) and calls
+    :meth:`send_last`. It must call :meth:`undo` when the provider refuses or does not
+    answer.
     """
 
     def __init__(

@@ -26,7 +26,6 @@ from avisos_dispatcher.settings import SmtpServer
 
 log = logging.getLogger(__name__)
 
-
 #: Errors that say "this relay is not reachable/usable now", as opposed to "this message".
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (
     aiosmtplib.SMTPConnectError,
@@ -99,7 +98,7 @@ class RelayPool:
     ) -> str:
         """Send the rendered message (CRLF, ASCII) on a pooled connection; return the
         relay's reply to DATA. With ``hand_over``, the final dot of DATA is recorded as it
-        leaves (see :class:`avisos_dispatcher.store.HandOver`).
+        leaves (see :class:`avisos_dispatcher.handover.HandOver`).
 
         Raise :class:`RelayDown` when the relay is unusable, PermanentError/TransientError
         for what the relay said about this message."""
@@ -236,9 +235,10 @@ async def _transaction(
 
 
 async def _data_handing_over(protocol: SMTPProtocol, msg: bytes, hand_over: HandOver) -> str:
-    """DATA in two steps: everything but the final dot, then the dot and, in the same
-    synchronous step, the hand-over record. Like ``SMTPProtocol.execute_data_command``
-    (whose lock and reply flag it uses: aiosmtplib is pinned in uv.lock) otherwise."""
+    """DATA in two steps: everything but the final dot, then the dot through
+    :meth:`HandOver.send_last` (the relay gets it only after the hand-over record has
+    committed). Like ``SMTPProtocol.execute_data_command`` (whose lock and reply flag it
+    uses: aiosmtplib is pinned in uv.lock) otherwise."""
     lock = protocol._command_lock
     if lock is None:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")

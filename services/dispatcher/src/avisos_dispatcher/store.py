@@ -33,9 +33,8 @@ from typing import Any, Literal
 
 import asyncpg  # type: ignore[import-untyped]
 
-from avisos_dispatcher import handover
 from avisos_dispatcher.batching import Coalescer
-from avisos_dispatcher.handover import HandOver
+from avisos_dispatcher.handover import HandOver, open_pool
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +322,7 @@ class Store:
             dsn, min_size=1, max_size=size, reset=_no_session_state_to_reset
         )
         assert pool is not None
-        return cls(pool, batch=batch, handover_pool=await handover.open_pool(dsn, size))
+        return cls(pool, batch=batch, handover_pool=await open_pool(dsn, size))
 
     async def close(self) -> None:
         coalescers: list[Coalescer[Any, Any]] = [
@@ -529,8 +528,7 @@ class Store:
         message found at the provider belongs to at most one delivery)."""
         if not ids:
             return set()
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(_RECORDED_PROVIDER_IDS_SQL, ids)
+        rows = await self.pool.fetch(_RECORDED_PROVIDER_IDS_SQL, ids)
         return {str(r["provider_message_id"]) for r in rows}
 
     async def push_targets(self, user_id: uuid.UUID) -> list[PushTarget]:
